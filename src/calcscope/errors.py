@@ -71,12 +71,17 @@ class CalcscopeError(Exception):
 
     def paragraph(self) -> str:
         """The message as one readable paragraph (what, which file, what to do)."""
-        parts = [self.message.rstrip(".") + "."]
+        parts = [_sentence(self.message)]
         if self.path:
             parts.append(f"File: {self.path}.")
         if self.hint:
-            parts.append(self.hint.rstrip(".") + ".")
+            parts.append(_sentence(self.hint))
         return " ".join(parts)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip().rstrip(".")
+    return (text[:1].upper() + text[1:] + ".") if text else ""
 
 
 class UsageError(CalcscopeError):
