@@ -32,17 +32,22 @@ app = typer.Typer(
 COMMAND_MODULES = ("_info", "_analyze", "_demo", "_synth", "_evaluate", "_reason", "_schema", "_compare")
 
 
-@app.callback()
-def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    STATE["debug"] = debug
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from .. import __version__
 
         typer.echo(f"calcscope {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
+) -> None:
+    STATE["debug"] = debug
 
 
 def _register_all() -> None:
@@ -78,12 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         err_console.print("calcscope: aborted.")
         return 130
-    except Exception as exc:  # click usage errors and genuine bugs
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
+    except typer.TyperException as exc:  # command-line usage errors (unknown option, missing argument)
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            err_console.print(f"calcscope: {exc.format_message()}", highlight=False)
+        return exc.exit_code
+    except Exception as exc:  # genuine bugs
         if STATE["debug"]:
             raise
         err_console.print(
