@@ -1,4 +1,4 @@
-"""CT loading into a :class:`calcscope.model.Volume` (HU, mm, LPS)."""
+"""CT loading into a :class:`calcscope.model.Volume` (HU, mm, LPS): the public entry points."""
 
 from __future__ import annotations
 
@@ -7,112 +7,185 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import (
-    CorruptInputError,
-    GeometryError,
-    InputNotFoundError,
-    ModalityError,
-    UnsupportedFormatError,
-)
+from ..errors import CalcscopeError, GeometryError, OutputError, SeriesSelectionError
 from ..model import Volume
+from ._archive import extracted_zip, is_zip_file
+from ._dicom import (
+    SeriesInfo,
+    choose_series,
+    load_dicom_file,
+    load_dicom_series,
+    raise_for_empty,
+    scan_folder,
+    series_infos,
+)
+from ._image import is_image_file, load_image_file, read_sitk_image
+from ._paths import check_input_path
 
-__all__ = ["load_ct", "load_mask_like", "save_nifti"]
-
-_IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
-
-
-def _is_image_file(path: Path) -> bool:
-    name = path.name.lower()
-    return any(name.endswith(s) for s in _IMAGE_SUFFIXES)
-
-
-def _compact(arr: np.ndarray) -> np.ndarray:
-    """int16 when every value is integral and fits, float32 otherwise."""
-    if arr.dtype == np.int16:
-        return arr
-    if np.issubdtype(arr.dtype, np.integer):
-        if arr.size and (arr.min() < -32768 or arr.max() > 32767):
-            return arr.astype(np.float32)
-        return arr.astype(np.int16)
-    a32 = arr.astype(np.float32, copy=False)
-    if a32.size and np.all(np.isfinite(a32)) and np.all(a32 == np.round(a32)) and a32.min() >= -32768 and a32.max() <= 32767:
-        return a32.astype(np.int16)
-    return a32
-
-
-def _check_volume(vol: Volume, path: str) -> Volume:
-    if np.issubdtype(vol.array.dtype, np.floating) and not np.all(np.isfinite(vol.array)):
-        raise CorruptInputError(
-            "the image contains NaN or infinite voxel values, so Hounsfield units are undefined",
-            path=path,
-            hint="re-export the CT from its source without NaN fill values",
-        )
-    return vol
+__all__ = ["load_ct", "load_mask_like", "save_nifti", "list_series"]
 
 
 def load_ct(path: str | os.PathLike, series: str | None = None, *, allow_modality: bool = False) -> Volume:
-    """Load a CT volume in Hounsfield units with its geometry.
+    """Load a CT volume in Hounsfield units with its geometry, or refuse it with a reason.
 
     Parameters
     ----------
     path: str or PathLike
-        A NIfTI/NRRD/MHA file or a folder of DICOM files.
+        One of: a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr) or MetaImage (.mha, .mhd) file;
+        a folder (searched recursively) holding a DICOM series; a .zip archive of either
+        (extracted safely into a temporary folder that is always removed). A single DICOM
+        file is read and refused as a 2-D image.
     series: str, optional
-        SeriesInstanceUID to choose when a folder holds several series.
+        SeriesInstanceUID to load when the folder holds several image series (for a folder
+        of NIfTI files: the file name).
     allow_modality: bool
-        Accept non-CT modalities (values are then not Hounsfield units).
+        Accept non-CT modalities (MR, US, PT...). Their values are not Hounsfield units and
+        calcscope's thresholds do not apply.
 
     Returns
     -------
     Volume
-        ``array`` indexed (z, y, x) in HU, geometry in mm/LPS.
+        ``array`` indexed (z, y, x) in HU (int16 when integral, float32 otherwise); spacing
+        in mm; origin/direction in LPS. For DICOM: ``series_uid``, ``study_uid``,
+        ``frame_of_reference_uid``, ``instance_uids`` and ``source_files`` in z order (empty
+        when the grid was resampled or the input was a zip archive), and ``meta`` with slice
+        thickness, manufacturer, contrast agent, padding and any resampling done.
 
     Raises
     ------
-    InputNotFoundError, UnsupportedFormatError, CorruptInputError, ModalityError, GeometryError
+    InputNotFoundError
+        Missing, unreadable, looping link, empty folder.
+    UnsupportedFormatError
+        Not an image/DICOM/zip; multi-frame or colour DICOM.
+    CorruptInputError
+        Truncated or damaged file, NaN/inf voxels.
+    ModalityError
+        Not CT, unless ``allow_modality``.
+    GeometryError
+        2-D or 4-D image, zero/negative spacing, missing PixelSpacing, duplicate slices with
+        different pixels, missing slices, gantry tilt beyond what is corrected.
+    SeriesSelectionError
+        Several CT series and none chosen, or the chosen UID is absent.
+    ArchiveError
+        Damaged zip, path traversal, links, or beyond the size/ratio/entry limits.
     """
-    import SimpleITK as sitk
-
-    p = Path(path)
-    if not p.exists():
-        raise InputNotFoundError("the input path does not exist", path=str(p), hint="check the spelling and the working directory")
-    if p.is_file() and _is_image_file(p):
-        try:
-            img = sitk.ReadImage(str(p))
-        except RuntimeError as exc:
-            raise CorruptInputError(f"the image file could not be read ({str(exc).strip().splitlines()[-1]})", path=str(p)) from exc
-        if img.GetDimension() != 3:
-            raise GeometryError(f"calcscope needs a 3-D volume; this image has {img.GetDimension()} dimensions", path=str(p))
-        vol = Volume.from_sitk(img, modality="CT", source=p.name)
-        vol.array = _compact(vol.array)
-        return _check_volume(vol, str(p))
+    p = check_input_path(path)
     if p.is_dir():
-        reader = sitk.ImageSeriesReader()
-        uids = reader.GetGDCMSeriesIDs(str(p))
-        if not uids:
-            raise UnsupportedFormatError("no DICOM series found in the folder", path=str(p))
-        uid = series if series is not None else uids[0]
-        files = reader.GetGDCMSeriesFileNames(str(p), uid)
-        reader.SetFileNames(files)
-        img = reader.Execute()
-        vol = Volume.from_sitk(img, modality="CT", source=p.name, series_uid=uid, source_files=list(files))
-        vol.array = _compact(vol.array)
-        return _check_volume(vol, str(p))
-    raise UnsupportedFormatError("not a NIfTI/NRRD/MHA file or a DICOM folder", path=str(p))
+        return _load_folder(p, series, allow_modality=allow_modality, display=str(p))
+    if is_image_file(p):
+        return load_image_file(p, allow_modality=allow_modality)
+    if is_zip_file(p):
+        return _load_zip(p, series, allow_modality=allow_modality)
+    return load_dicom_file(p, allow_modality=allow_modality)
+
+
+def list_series(path: str | os.PathLike) -> list[SeriesInfo]:
+    """The image series found in a DICOM folder (or zip of one), without reading pixels.
+
+    Parameters
+    ----------
+    path: str or PathLike
+        Folder or zip archive.
+
+    Returns
+    -------
+    list of SeriesInfo
+        UID, modality, description, slice count and thickness of each series.
+    """
+    p = check_input_path(path)
+    if p.is_dir():
+        return series_infos(scan_folder(p))
+    if is_zip_file(p):
+        with extracted_zip(p) as root:
+            return series_infos(scan_folder(root))
+    return []
+
+
+def _load_folder(root: Path, series: str | None, *, allow_modality: bool, display: str) -> Volume:
+    scan = scan_folder(root)
+    raise_for_empty(scan, display)
+    if scan.series:
+        uid = choose_series(scan, series, allow_modality=allow_modality, display=display)
+        vol = load_dicom_series(scan, uid, display=display, allow_modality=allow_modality)
+        vol.source_files = [os.path.abspath(f) for f in vol.source_files]
+        return vol
+    files = scan.image_files
+    if len(files) == 1 and series is None:
+        return load_image_file(files[0], allow_modality=allow_modality)
+    names = [f.relative_to(root).as_posix() for f in files]
+    if series is not None and series in names:
+        return load_image_file(files[names.index(series)], allow_modality=allow_modality)
+    raise SeriesSelectionError(
+        f"the folder holds {len(files)} image files and none was chosen"
+        if series is None
+        else f"the folder has no image file named '{series}'; it holds {len(files)}",
+        path=display,
+        hint=f"choose one with --series NAME, one of: {', '.join(names[:20])}",
+    )
+
+
+def _load_zip(p: Path, series: str | None, *, allow_modality: bool) -> Volume:
+    with extracted_zip(p) as root:
+        try:
+            vol = _load_folder(root, series, allow_modality=allow_modality, display=str(p))
+        except CalcscopeError as exc:
+            if exc.path and exc.path.startswith(str(root)):
+                exc.path = f"{p}!/{Path(exc.path).relative_to(root).as_posix()}"
+                exc.args = (exc.paragraph(),)
+            raise
+        members = [Path(os.path.relpath(f, os.path.abspath(root))).as_posix() for f in vol.source_files]
+    # the extracted files are gone: keep only their names inside the archive
+    vol.meta["archive"] = p.name
+    if members:
+        vol.meta["archive_members"] = members
+    vol.source_files = []
+    vol.source = vol.source or p.name
+    return vol
 
 
 def load_mask_like(path: str | os.PathLike, reference: Volume) -> np.ndarray:
-    """Load a label image and resample it (nearest neighbour, by physical position) onto ``reference``."""
+    """Load a label image and resample it onto ``reference``'s grid by physical position.
+
+    Nearest-neighbour interpolation through the LPS coordinates of both images, so a
+    mask stored with another orientation, origin or spacing lands on the right voxels.
+
+    Parameters
+    ----------
+    path: str or PathLike
+        NIfTI/NRRD/MetaImage label image (3-D).
+    reference: Volume
+        The grid to resample onto.
+
+    Returns
+    -------
+    ndarray
+        Labels on ``reference``'s (z, y, x) grid, same dtype as stored; 0 outside the
+        mask's field of view.
+    """
     import SimpleITK as sitk
 
-    img = sitk.ReadImage(str(path))
+    p = check_input_path(path)
+    img, _ = read_sitk_image(p)
+    if img.GetDimension() != 3:
+        raise GeometryError(f"the mask is {img.GetDimension()}-D, not 3-D", path=str(p))
     ref = reference.to_sitk(np.zeros(reference.shape, dtype=np.uint8))
     res = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, img.GetPixelID())
     return sitk.GetArrayFromImage(res)
 
 
 def save_nifti(array: np.ndarray, reference: Volume, path: str | os.PathLike) -> None:
-    """Write ``array`` (same grid as ``reference``) as NIfTI with the reference geometry."""
+    """Write ``array`` (on ``reference``'s grid) as compressed NIfTI with the reference geometry.
+
+    Raises
+    ------
+    OutputError
+        Shape mismatch or the file cannot be written.
+    """
     import SimpleITK as sitk
 
-    sitk.WriteImage(reference.to_sitk(array), str(path), useCompression=True)
+    if array.shape != reference.shape:
+        raise OutputError(f"array shape {array.shape} differs from the volume shape {reference.shape}", path=str(path))
+    try:
+        sitk.WriteImage(reference.to_sitk(array), str(path), useCompression=True)
+    except RuntimeError as exc:
+        raise OutputError(f"cannot write the NIfTI file ({str(exc).strip().splitlines()[-1]})", path=str(path)) from exc
