@@ -1,0 +1,342 @@
+"""DICOM outputs for DICOM input: ``segmentation.dcm`` (SEG) and ``measurements.dcm`` (SR).
+
+SEG
+    A highdicom BINARY Segmentation referencing every source CT instance. Its
+    segments are the non-zero values of ``segmentation.nii.gz`` in ascending order
+    (segment 1 = liver, then the dilated ducts, lesions ``100 + n`` and
+    calcifications ``1000 + n``), so the segments are disjoint and each one's pixels
+    equal ``label_map == value`` exactly: the SEG and the NIfTI say the same thing.
+    Segment labels are the finding ids; ``TrackingID`` is the finding id too.
+
+SR
+    A highdicom Comprehensive 3D SR holding a TID 1500 Measurement Report with one
+    TID 1411 volumetric measurement group per finding that has a segment. Each group
+    references its SEG segment (ReferencedSegment with the SEG's SOP instance and
+    segment number) and carries volume (mm3), long axis (mm), short axis (mm) and the
+    mean and maximum attenuation ([hnsf'U]), all with UCUM units.
+
+UIDs are derived from the content digest with ``pydicom.uid.generate_uid(prefix=None,
+entropy_srcs=...)`` (2.25 UUID-derived UIDs), and ContentDate/ContentTime come from
+``analysis.created`` or, without a timestamp, from the source StudyDate/StudyTime, so
+two runs on the same input write byte-identical files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..model import CALC_LABEL_BASE, LABEL_DUCT, LABEL_LIVER, LESION_LABEL_BASE, Analysis, Finding, Masks, Volume
+from ._common import label_name
+from ._nifti import label_colour
+
+__all__ = [
+    "DicomMismatch",
+    "SegResult",
+    "read_source_datasets",
+    "check_sources",
+    "write_dicom_seg",
+    "write_dicom_sr",
+    "SEG_SERIES_NUMBER",
+    "SR_SERIES_NUMBER",
+]
+
+SEG_SERIES_NUMBER = 9901
+SR_SERIES_NUMBER = 9902
+_MANUFACTURER = "calcscope project"
+_MODEL = "calcscope"
+
+
+class DicomMismatch(ValueError):
+    """The analysed grid no longer matches the DICOM source (so SEG/SR are not written)."""
+
+
+@dataclass
+class SegResult:
+    """What :func:`write_dicom_seg` wrote: the file, the dataset and label value -> segment number."""
+
+    path: Path
+    dataset: object
+    segment_numbers: dict[int, int]
+
+
+def _uid(digest: str, what: str) -> str:
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid(prefix=None, entropy_srcs=[digest, what]))
+
+
+def read_source_datasets(volume: Volume) -> list:
+    """Read the source DICOM headers (no pixel data) of ``volume``, in its z order."""
+    import pydicom
+
+    return [pydicom.dcmread(f, stop_before_pixels=True) for f in volume.source_files]
+
+
+def check_sources(volume: Volume, sources: list) -> None:
+    """Raise :class:`DicomMismatch` unless the sources are one slice each along z of ``volume``."""
+    nz, ny, nx = volume.shape
+    if len(sources) != nz:
+        raise DicomMismatch(f"{len(sources)} source files for {nz} slices")
+    series = {str(ds.SeriesInstanceUID) for ds in sources}
+    if len(series) != 1:
+        raise DicomMismatch("the source files belong to several series")
+    for ds in sources:
+        if int(ds.Rows) != ny or int(ds.Columns) != nx:
+            raise DicomMismatch(f"source slice is {ds.Rows}x{ds.Columns}, analysed grid is {ny}x{nx}")
+        if "FrameOfReferenceUID" not in ds:
+            raise DicomMismatch("the source files have no FrameOfReferenceUID")
+
+
+def _content_datetime(analysis: Analysis, sources: list) -> tuple[str, str]:
+    if analysis.created:
+        try:
+            t = _dt.datetime.fromisoformat(analysis.created)
+            return t.strftime("%Y%m%d"), t.strftime("%H%M%S")
+        except ValueError:
+            pass
+    ds = sources[0]
+    date = str(getattr(ds, "StudyDate", "") or "") or "19000101"
+    time = str(getattr(ds, "StudyTime", "") or "") or "000000"
+    return date, time
+
+
+def _fix_dates(ds, date: str, time: str) -> None:
+    """Replace every date/time highdicom stamped with the wall clock by the fixed content date/time."""
+    for kw_d, kw_t in (("ContentDate", "ContentTime"), ("InstanceCreationDate", "InstanceCreationTime"),
+                       ("SeriesDate", "SeriesTime")):
+        if kw_d in ds:
+            setattr(ds, kw_d, date)
+        if kw_t in ds:
+            setattr(ds, kw_t, time)
+
+
+def _software_version(analysis: Analysis) -> str:
+    return analysis.software.get("calcscope", "unknown") or "unknown"
+
+
+def _findings_by_label(analysis: Analysis) -> dict[int, Finding]:
+    out: dict[int, Finding] = {}
+    for f in analysis.findings:
+        if f.label is not None and f.label not in out:
+            out[f.label] = f
+    return out
+
+
+def _segment_description(value: int, number: int, finding: Finding | None, analysis: Analysis, digest: str):
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    liver = codes.SCT.Liver
+    family = codes.cid7162.MorphologicalOperations
+    if value == LABEL_LIVER and analysis.liver is not None and "totalseg" in analysis.liver.method.lower():
+        family = codes.cid7162.ArtificialIntelligence
+    algo = hd.AlgorithmIdentificationSequence(name="calcscope", family=family, version=_software_version(analysis))
+    algorithm_type = hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
+    regions = None
+    if value == LABEL_LIVER:
+        category, ptype, text = codes.SCT.AnatomicalStructure, liver, "liver"
+        method = (analysis.liver.method if analysis.liver else "") or ""
+        if method.startswith("user"):
+            algorithm_type, algo = hd.seg.SegmentAlgorithmTypeValues.MANUAL, None
+    elif value == LABEL_DUCT:
+        category, ptype, text = codes.SCT.AnatomicalStructure, codes.SCT.BileDuct, "dilated intrahepatic bile ducts"
+        regions = [liver]
+    else:
+        category = codes.SCT.MorphologicallyAbnormalStructure
+        kind = finding.kind if finding is not None else ("calcification" if value > CALC_LABEL_BASE else "lesion")
+        ptype = {"calcification": codes.SCT.PathologicCalcification, "cyst": codes.SCT.Cyst}.get(
+            kind, codes.SCT.Lesion)
+        text = label_name(value, analysis)
+        regions = [liver]
+    r, g, b, _ = label_colour(value)
+    return hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=text[:64],
+        segmented_property_category=category,
+        segmented_property_type=ptype,
+        algorithm_type=algorithm_type,
+        algorithm_identification=algo,
+        tracking_uid=_uid(digest, f"tracking:{value}"),
+        tracking_id=(finding.id if finding is not None and finding.id and value != LABEL_DUCT else text)[:64],
+        anatomic_regions=regions,
+        display_color=hd.color.CIELabColor.from_rgb(r, g, b),
+    )
+
+
+def write_dicom_seg(
+    path: str | os.PathLike,
+    analysis: Analysis,
+    volume: Volume,
+    masks: Masks,
+    *,
+    digest: str,
+    label_map: np.ndarray | None = None,
+    sources: list | None = None,
+) -> SegResult:
+    """Write the DICOM Segmentation of ``label_map`` referencing ``volume.source_files``.
+
+    Parameters
+    ----------
+    path:
+        File to write (``segmentation.dcm``).
+    analysis, volume, masks:
+        The analysis, the DICOM-derived volume and its masks.
+    digest:
+        Content digest from which UIDs are derived.
+    label_map:
+        Precomputed ``masks.label_map()``.
+    sources:
+        Source datasets already read by :func:`read_source_datasets`.
+
+    Raises
+    ------
+    DicomMismatch
+        The volume's grid does not match its source files, or the label map is empty.
+    """
+    import highdicom as hd
+
+    sources = read_source_datasets(volume) if sources is None else sources
+    check_sources(volume, sources)
+    lm = masks.label_map() if label_map is None else label_map
+    values = [int(v) for v in np.unique(lm) if v != 0]
+    if not values:
+        raise DicomMismatch("the label map is empty, so there is no segment to write")
+    lut = np.zeros(max(values) + 1, dtype=np.uint16)
+    numbers = {}
+    for i, v in enumerate(values, start=1):
+        lut[v] = i
+        numbers[v] = i
+    seg_array = lut[lm]
+    seg_array = seg_array.astype(np.uint8 if len(values) < 256 else np.uint16)
+    by_label = _findings_by_label(analysis)
+    descriptions = [_segment_description(v, numbers[v], by_label.get(v), analysis, digest) for v in values]
+    seg = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=seg_array,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=_uid(digest, "seg-series"),
+        series_number=SEG_SERIES_NUMBER,
+        sop_instance_uid=_uid(digest, "seg-instance"),
+        instance_number=1,
+        manufacturer=_MANUFACTURER,
+        manufacturer_model_name=_MODEL,
+        software_versions=_software_version(analysis),
+        device_serial_number="none",
+        content_description="calcscope liver, lesion, duct and calcification masks",
+        content_label="CALCSCOPE",
+        series_description="calcscope segmentation",
+    )
+    date, time = _content_datetime(analysis, sources)
+    _fix_dates(seg, date, time)
+    out = Path(path)
+    seg.save_as(out, enforce_file_format=True)
+    return SegResult(path=out, dataset=seg, segment_numbers=numbers)
+
+
+def _measurements(f: Finding) -> list:
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    out = []
+    longest = f.longest_diameter_mm if f.longest_diameter_mm is not None else f.size_mm
+    hu_mean = f.hu_mean if f.hu_mean is not None else f.hu
+    spec = (
+        (codes.SCT.Volume, f.volume_mm3, codes.UCUM.CubicMillimeter, None),
+        (codes.SCT.LongAxis, longest, codes.UCUM.Millimeter, None),
+        (codes.SCT.ShortAxis, f.short_axis_mm, codes.UCUM.Millimeter, None),
+        (codes.DCM.AttenuationCoefficient, hu_mean, codes.UCUM.HounsfieldUnit, codes.SCT.Mean),
+        (codes.DCM.AttenuationCoefficient, f.hu_max, codes.UCUM.HounsfieldUnit, codes.SCT.Maximum),
+    )
+    for name, value, unit, derivation in spec:
+        if value is None:
+            continue
+        out.append(hd.sr.Measurement(name=name, value=float(value), unit=unit, derivation=derivation))
+    return out
+
+
+def _finding_type(f: Finding):
+    from pydicom.sr.codedict import codes
+
+    return {
+        "calcification": codes.SCT.PathologicCalcification,
+        "cyst": codes.SCT.Cyst,
+        "lesion": codes.SCT.Lesion,
+        "duct_dilatation": codes.SCT.Dilatation,
+    }.get(f.kind, codes.SCT.Lesion)
+
+
+def write_dicom_sr(
+    path: str | os.PathLike,
+    analysis: Analysis,
+    volume: Volume,
+    seg: SegResult,
+    *,
+    digest: str,
+    sources: list | None = None,
+) -> Path:
+    """Write the TID 1500 measurement report (Comprehensive 3D SR) of ``analysis``.
+
+    Every finding whose label has a segment in ``seg`` gets one volumetric
+    measurement group referencing that segment; findings without a segment (e.g.
+    written by hand) are left out of the SR (they remain in analysis.json and FHIR).
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    sources = read_source_datasets(volume) if sources is None else sources
+    version = _software_version(analysis)
+    algo = hd.sr.AlgorithmIdentification(name="calcscope", version=version)
+    groups = []
+    for f in analysis.findings:
+        if f.label is None or f.label not in seg.segment_numbers:
+            continue
+        measurements = _measurements(f)
+        if not measurements:
+            continue
+        ref = hd.sr.ReferencedSegment.from_segmentation(seg.dataset, seg.segment_numbers[f.label])
+        groups.append(
+            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=_uid(digest, f"tracking:{f.label}"),
+                                                             identifier=f.id or label_name(f.label, analysis)),
+                referenced_segment=ref,
+                finding_type=_finding_type(f),
+                algorithm_id=algo,
+                finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Liver)],
+                measurements=measurements,
+            )
+        )
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=_uid(digest, "device"), name="calcscope", manufacturer_name=_MANUFACTURER, model_name=_MODEL,
+        ),
+    )
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
+        imaging_measurements=groups or None,
+    )
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=[*sources, seg.dataset],
+        content=report,
+        series_instance_uid=_uid(digest, "sr-series"),
+        series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=_uid(digest, "sr-instance"),
+        instance_number=1,
+        manufacturer=_MANUFACTURER,
+        is_complete=False,
+        is_final=False,
+        is_verified=False,
+        series_description="calcscope measurements",
+    )
+    date, time = _content_datetime(analysis, sources)
+    _fix_dates(sr, date, time)
+    out = Path(path)
+    sr.save_as(out, enforce_file_format=True)
+    return out
