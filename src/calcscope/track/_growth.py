@@ -1,0 +1,203 @@
+"""Change of a matched finding between two studies and the "growing calcification" rule.
+
+Follow-up of a liver calcification is imaging every 3-6 months for 2-3 years
+(``seeds/001_fc47ebb88f3c1e60.txt``); a calcification that becomes clearly larger
+over a short interval should raise the suspicion of malignant transformation and
+prompt a surgical opinion (``seeds/003_f4e56972f096d8df.txt``). The seeds give no
+number, so calcscope documents its own operational threshold
+(:class:`GrowthThresholds`): a calcification, or a lesion holding a calcification,
+is flagged as *growing* when over an interval of at most 12 months (or an unknown
+interval) its volume rose by at least 20 % **and** at least 10 mm³, or its longest
+diameter rose by at least 2 mm. 20 % mirrors the RECIST progression margin, the
+absolute floors keep partial-volume noise of tiny calcifications (a 1 mm³ speck
+measured as 1.3 mm³) from raising alerts, and 2 mm is above the typical
+reproducibility of a diameter on CT with 1-3 mm voxels.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..model import Change, Finding
+
+__all__ = [
+    "GROWTH_CITATIONS",
+    "GrowthThresholds",
+    "GrowthAlert",
+    "interval_days",
+    "volume_change_percent",
+    "doubling_time_days",
+    "finding_change",
+    "is_calcified",
+    "assess_growth",
+]
+
+GROWTH_CITATIONS = ("seeds/003_f4e56972f096d8df.txt", "seeds/001_fc47ebb88f3c1e60.txt")
+
+
+@dataclass(frozen=True)
+class GrowthThresholds:
+    """Operational definition of a *growing* calcification (see the module docstring).
+
+    Attributes
+    ----------
+    min_volume_percent: float
+        Relative volume increase (%), together with ``min_volume_mm3``.
+    min_volume_mm3: float
+        Absolute volume increase (mm³).
+    min_diameter_mm: float
+        Increase of the longest diameter (mm), enough on its own.
+    max_interval_days: float
+        Longest interval (days) still called "short"; 12 months.
+    """
+
+    min_volume_percent: float = 20.0
+    min_volume_mm3: float = 10.0
+    min_diameter_mm: float = 2.0
+    max_interval_days: float = 365.0
+
+
+class GrowthAlert(BaseModel):
+    """A calcification or calcified lesion that grew beyond :class:`GrowthThresholds`."""
+
+    model_config = ConfigDict(extra="forbid")
+    finding_id: str | None = Field(description="id in the current study")
+    prior_id: str | None = Field(description="id in the prior study")
+    kind: str
+    volume_change_percent: float | None = None
+    volume_change_mm3: float | None = None
+    diameter_change_mm: float | None = None
+    interval_days: float | None = None
+    criteria_met: list[str] = Field(default_factory=list)
+    statement: str
+    citations: list[str] = Field(default_factory=lambda: list(GROWTH_CITATIONS))
+
+
+def interval_days(prior_date: _dt.date | None, current_date: _dt.date | None) -> float | None:
+    """Days from the prior to the current study; None unless both dates are known and ordered."""
+    if prior_date is None or current_date is None:
+        return None
+    days = float((current_date - prior_date).days)
+    return days if days > 0 else None
+
+
+def volume_change_percent(prior_mm3: float | None, current_mm3: float | None) -> float | None:
+    """Volume change in percent of the prior volume; None when either is unknown or the prior is 0."""
+    if prior_mm3 is None or current_mm3 is None or prior_mm3 <= 0:
+        return None
+    return (current_mm3 - prior_mm3) / prior_mm3 * 100.0
+
+
+def doubling_time_days(prior_mm3: float | None, current_mm3: float | None, days: float | None) -> float | None:
+    """Volume doubling time ``Td = interval * ln 2 / ln(V2 / V1)`` in days.
+
+    Returns None unless the interval is known and the volume grew (V2 > V1 > 0):
+    a shrinking or stable finding has no doubling time.
+    """
+    if days is None or prior_mm3 is None or current_mm3 is None:
+        return None
+    if prior_mm3 <= 0 or current_mm3 <= prior_mm3:
+        return None
+    return days * math.log(2.0) / math.log(current_mm3 / prior_mm3)
+
+
+def finding_change(
+    prior: Finding,
+    current: Finding,
+    *,
+    prior_date: _dt.date | None = None,
+    current_date: _dt.date | None = None,
+) -> Change:
+    """The :class:`model.Change` of ``current`` since ``prior`` (volume %, diameter mm, doubling time)."""
+    days = interval_days(prior_date, current_date)
+    dv = volume_change_percent(prior.volume_mm3, current.volume_mm3)
+    pd = prior.longest_diameter_mm if prior.longest_diameter_mm is not None else prior.size_mm
+    cd = current.longest_diameter_mm if current.longest_diameter_mm is not None else current.size_mm
+    return Change(
+        growth_percent=None if dv is None else max(-100.0, dv),
+        diameter_change_mm=None if pd is None or cd is None else cd - pd,
+        interval_days=days,
+        prior_date=prior_date,
+        doubling_time_days=doubling_time_days(prior.volume_mm3, current.volume_mm3, days),
+    )
+
+
+def is_calcified(finding: Finding, all_findings: list[Finding]) -> bool:
+    """True for a calcification (or duct stone) or a lesion that holds a calcification."""
+    if finding.kind in ("calcification", "duct_stone"):
+        return True
+    if finding.kind in ("lesion", "cyst"):
+        if finding.children and any(c.startswith("calc") for c in finding.children):
+            return True
+        return any(f.kind == "calcification" and f.parent_id == finding.id for f in all_findings if finding.id)
+    return False
+
+
+def assess_growth(
+    prior: Finding,
+    current: Finding,
+    change: Change,
+    *,
+    calcified: bool,
+    thresholds: GrowthThresholds = GrowthThresholds(),
+) -> GrowthAlert | None:
+    """A :class:`GrowthAlert` when a calcified finding grew beyond ``thresholds``, else None.
+
+    Parameters
+    ----------
+    prior, current: Finding
+        The matched pair.
+    change: Change
+        From :func:`finding_change`.
+    calcified: bool
+        Whether the current finding is a calcification or a calcified lesion
+        (:func:`is_calcified`); other findings never raise this alert.
+    thresholds: GrowthThresholds
+    """
+    if not calcified:
+        return None
+    if change.interval_days is not None and change.interval_days > thresholds.max_interval_days:
+        return None
+    criteria: list[str] = []
+    dv_mm3 = None
+    if prior.volume_mm3 is not None and current.volume_mm3 is not None:
+        dv_mm3 = current.volume_mm3 - prior.volume_mm3
+    if (
+        change.growth_percent is not None
+        and dv_mm3 is not None
+        and change.growth_percent >= thresholds.min_volume_percent
+        and dv_mm3 >= thresholds.min_volume_mm3
+    ):
+        criteria.append(
+            f"volume +{change.growth_percent:.0f} % (+{dv_mm3:.1f} mm³) >= "
+            f"{thresholds.min_volume_percent:g} % and {thresholds.min_volume_mm3:g} mm³"
+        )
+    if change.diameter_change_mm is not None and change.diameter_change_mm >= thresholds.min_diameter_mm:
+        criteria.append(f"longest diameter +{change.diameter_change_mm:.1f} mm >= {thresholds.min_diameter_mm:g} mm")
+    if not criteria:
+        return None
+    if change.interval_days is None:
+        when = "over an interval of unknown length (give the study dates to judge how fast)"
+    else:
+        when = f"over {change.interval_days:.0f} days (<= {thresholds.max_interval_days:.0f} days)"
+    what = "calcification" if current.kind in ("calcification", "duct_stone") else "calcified lesion"
+    statement = (
+        f"The {what} {current.id or ''} grew {when}: " + "; ".join(criteria) + ". "
+        "Marked growth of a calcification over a short interval suggests possible malignant "
+        "transformation; surgical evaluation may be considered."
+    ).replace("  ", " ")
+    return GrowthAlert(
+        finding_id=current.id,
+        prior_id=prior.id,
+        kind=current.kind,
+        volume_change_percent=change.growth_percent,
+        volume_change_mm3=dv_mm3,
+        diameter_change_mm=change.diameter_change_mm,
+        interval_days=change.interval_days,
+        criteria_met=criteria,
+        statement=statement,
+    )
