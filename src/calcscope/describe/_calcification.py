@@ -1,0 +1,411 @@
+"""Description of calcified foci: size, density, shape class and location.
+
+Each focus of the label map from :func:`calcscope.detect.find_calcifications`
+becomes one :class:`calcscope.model.Finding` (kind ``"calcification"``, id
+``calc-%03d``, label ``1000 + n``) with its measurements in physical units.
+
+Shape classes (vocabulary ``model.Shape``; rules in :func:`classify_shape` and
+:func:`group_shapes`, thresholds in :data:`SHAPE_RULES`):
+
+* ``ring``: a hollow shell or rim, i.e. the centroid lies in a gap of the focus
+  (distance from the centroid to the nearest focus voxel >= ``ring_gap_fraction`` of
+  the diameter) and the focus is not a line. Calcified hydatid and abscess walls
+  look like this (``seeds/001_fc47ebb88f3c1e60.txt``).
+* ``linear``: elongated (longest / second principal extent >= ``linear_elongation``).
+* ``stellate``: radiating from a filled centre: low solidity (focus volume / convex
+  hull volume) with the centre inside the focus (fibrolamellar carcinoma scar).
+* ``punctate``: compact and at most ``punctate_max_mm`` long; ``coarse`` (plaque):
+  compact and longer.
+* ``grit`` (group property): at least ``grit_min_count`` tiny foci (each at most
+  ``grit_max_mm``) whose centroids chain together at <= ``grit_link_mm``; every member
+  is labelled grit (grit-like calcification of metastases, seed 001).
+* ``beaded`` (group property): at least ``beaded_min_count`` compact foci linked at
+  <= ``beaded_link_mm`` whose centroids lie along a line (second principal SD <=
+  ``beaded_max_lateral_fraction`` of the first): a chain, as stones in a duct.
+
+Volume: the thresholded mask underestimates or overestimates partial-volume foci
+depending on the threshold, so the reported ``volume_mm3`` is a partial-volume
+estimate: the HU excess over the local background summed over the focus and a one
+voxel rim, divided by the focus's own calcium level (mean of its brightest voxels
+minus background). Both volumes are kept in ``measurements``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import ConvexHull, QhullError, cKDTree
+
+from ..model import CALC_LABEL_BASE, Finding, Volume
+from ._geometry import (
+    LOBE_NAMES,
+    LiverSurface,
+    convex_hull_volume_mm3,
+    equivalent_diameter_mm,
+    lobe_of,
+    longest_diameter_mm,
+    principal_axes,
+)
+
+__all__ = [
+    "describe_calcifications",
+    "classify_shape",
+    "group_shapes",
+    "agatston_weight",
+    "depth_class",
+    "SHAPE_RULES",
+    "DEPTH_RULES",
+    "FocusShape",
+]
+
+#: thresholds of the shape rules (mm, ratios, counts)
+SHAPE_RULES: dict[str, float] = {
+    "punctate_max_mm": 3.0,
+    "linear_elongation": 3.0,
+    "ring_min_mm": 6.0,
+    "ring_gap_fraction": 0.2,
+    "ring_max_elongation": 2.5,
+    "stellate_min_mm": 6.0,
+    "stellate_max_solidity": 0.3,
+    "grit_max_mm": 3.5,
+    "grit_min_count": 4,
+    "grit_link_mm": 10.0,
+    "beaded_min_count": 3,
+    "beaded_link_mm": 15.0,
+    "beaded_max_mm": 10.0,
+    "beaded_max_lateral_fraction": 0.2,
+}
+
+#: depth classes (mm below the liver surface)
+DEPTH_RULES: dict[str, float] = {
+    "capsular_max_mm": 2.0,
+    "subcapsular_max_mm": 10.0,
+}
+
+#: Agatston density weight by peak HU: (lower bound, weight), highest first
+_AGATSTON = ((400.0, 4), (300.0, 3), (200.0, 2), (130.0, 1))
+
+
+def agatston_weight(hu_max: float) -> int:
+    """Agatston density weight of a focus from its peak HU.
+
+    1 for 130-199 HU, 2 for 200-299, 3 for 300-399, 4 for 400 and above, 0 below 130.
+    """
+    for lo, w in _AGATSTON:
+        if hu_max >= lo:
+            return w
+    return 0
+
+
+def depth_class(depth_mm: float, *, in_margin: bool) -> str:
+    """``capsular`` (in the capsular margin or within 2 mm of the surface),
+    ``subcapsular`` (< 10 mm) or ``deep``."""
+    if in_margin or depth_mm <= DEPTH_RULES["capsular_max_mm"]:
+        return "capsular"
+    if depth_mm < DEPTH_RULES["subcapsular_max_mm"]:
+        return "subcapsular"
+    return "deep"
+
+
+@dataclass(frozen=True)
+class FocusShape:
+    """Shape descriptors of one focus (mm, ratios)."""
+
+    longest_mm: float
+    elongation: float
+    solidity: float
+    gap_mm: float
+    centre_filled: bool
+
+    @property
+    def gap_fraction(self) -> float:
+        return self.gap_mm / max(self.longest_mm, 1e-6)
+
+
+def classify_shape(s: FocusShape) -> str:
+    """Shape word of a single focus (group words are assigned by :func:`group_shapes`)."""
+    r = SHAPE_RULES
+    if (
+        s.longest_mm >= r["ring_min_mm"]
+        and s.gap_fraction >= r["ring_gap_fraction"]
+        and s.elongation < r["ring_max_elongation"]
+    ):
+        return "ring"
+    if s.elongation >= r["linear_elongation"]:
+        return "linear"
+    if s.longest_mm >= r["stellate_min_mm"] and s.solidity <= r["stellate_max_solidity"] and s.centre_filled:
+        return "stellate"
+    if s.longest_mm <= r["punctate_max_mm"]:
+        return "punctate"
+    return "coarse"
+
+
+def _clusters(points_mm: np.ndarray, link_mm: float) -> np.ndarray:
+    """Single-linkage cluster id of each point (points closer than ``link_mm`` join)."""
+    n = len(points_mm)
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    tree = cKDTree(points_mm)
+    pairs = tree.query_pairs(link_mm, output_type="ndarray")
+    from scipy.sparse import coo_matrix
+
+    g = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)) if len(pairs) else coo_matrix((n, n))
+    _, lab = connected_components(g, directed=False)
+    return lab
+
+
+def group_shapes(
+    shapes: list[str], sizes_mm: list[float], centroids_mm: np.ndarray
+) -> list[str]:
+    """Apply the group shape words (beaded chains, grit clusters) to single-focus shapes.
+
+    Parameters
+    ----------
+    shapes: single-focus shape words (from :func:`classify_shape`).
+    sizes_mm: longest diameter of each focus.
+    centroids_mm: (N, 3) centroids in mm (any Cartesian frame).
+    """
+    r = SHAPE_RULES
+    out = list(shapes)
+    n = len(shapes)
+    if n < min(r["beaded_min_count"], r["grit_min_count"]):
+        return out
+    pts = np.asarray(centroids_mm, dtype=float)
+    sizes = np.asarray(sizes_mm, dtype=float)
+    # beaded: compact foci chained along a line
+    bead_ok = np.array([s in ("punctate", "coarse") for s in shapes]) & (sizes <= r["beaded_max_mm"])
+    idx = np.flatnonzero(bead_ok)
+    if len(idx) >= r["beaded_min_count"]:
+        lab = _clusters(pts[idx], r["beaded_link_mm"])
+        for c in np.unique(lab):
+            members = idx[lab == c]
+            if len(members) < r["beaded_min_count"]:
+                continue
+            p = pts[members] - pts[members].mean(0)
+            sd = np.sqrt(np.clip(np.linalg.eigvalsh(p.T @ p / len(p))[::-1], 0, None))
+            if sd[0] > 0 and sd[1] <= r["beaded_max_lateral_fraction"] * sd[0]:
+                for m in members:
+                    out[m] = "beaded"
+    # grit: many tiny foci close together (not already a chain)
+    tiny = np.array([o in ("punctate", "coarse") for o in out]) & (sizes <= r["grit_max_mm"])
+    idx = np.flatnonzero(tiny)
+    if len(idx) >= r["grit_min_count"]:
+        lab = _clusters(pts[idx], r["grit_link_mm"])
+        for c in np.unique(lab):
+            members = idx[lab == c]
+            if len(members) >= r["grit_min_count"]:
+                for m in members:
+                    out[m] = "grit"
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# per-focus measurement
+# --------------------------------------------------------------------------------------
+
+_CUBE = np.ones((3, 3, 3), dtype=bool)
+
+
+def _crop(sl: tuple[slice, ...], pad: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(sl, shape))
+
+
+def _pv_volume(
+    arr: np.ndarray, labels: np.ndarray, k: int, sl: tuple[slice, ...], voxel_mm3: float
+) -> tuple[float, float, float]:
+    """(partial-volume volume mm³, background HU, calcium level HU) of focus ``k``."""
+    box = _crop(sl, 4, labels.shape)
+    lab = labels[box]
+    a = arr[box].astype(np.float32)
+    comp = lab == k
+    others = (lab > 0) & ~comp
+    near = ndi.binary_dilation(comp, structure=_CUBE) & ~others
+    far = ndi.binary_dilation(comp, structure=_CUBE, iterations=3) & ~ndi.binary_dilation(
+        comp, structure=_CUBE, iterations=2
+    ) & ~others
+    bg_vals = a[far]
+    bg = float(np.median(bg_vals)) if bg_vals.size else float(np.median(a[~comp]))
+    vals = np.sort(a[comp])[::-1]
+    level = float(vals[: min(3, len(vals))].mean())
+    contrast = level - bg
+    if contrast <= 1.0:
+        return float(np.count_nonzero(comp) * voxel_mm3), bg, level
+    excess = float(np.sum(a[near] - bg))
+    vol = max(excess / contrast, 0.0) * voxel_mm3
+    return vol, bg, level
+
+
+def _shape_descriptors(
+    comp: np.ndarray, coords: np.ndarray, spacing: np.ndarray, longest_mm: float, elongation: float
+) -> FocusShape:
+    voxel_mm3 = float(np.prod(spacing))
+    hull = convex_hull_volume_mm3(coords, tuple(spacing))
+    solidity = float(min(len(coords) * voxel_mm3 / hull, 1.0)) if hull > 0 else 1.0
+    centre = coords.mean(0)
+    # gap: distance (mm) from the centroid to the nearest voxel of the focus
+    d = np.sqrt((((coords - centre) * spacing) ** 2).sum(1))
+    gap = float(max(d.min() - 0.5 * float(spacing.min()), 0.0))
+    centre_filled = gap <= float(spacing.max())
+    return FocusShape(longest_mm, elongation, solidity, gap, centre_filled)
+
+
+def describe_calcifications(
+    volume: Volume,
+    labels: np.ndarray,
+    *,
+    liver: np.ndarray,
+    lobes: np.ndarray | None,
+    margin: np.ndarray | None = None,
+) -> list[Finding]:
+    """Measure and describe every calcified focus of ``labels``.
+
+    Parameters
+    ----------
+    volume: Volume
+        CT in HU.
+    labels: (Z, Y, X) int ndarray
+        0 background, n = 1..N the n-th focus (from ``find_calcifications``).
+    liver: (Z, Y, X) bool ndarray
+        Liver mask (for depth below the capsule).
+    lobes: (Z, Y, X) uint8 ndarray or None
+        0 outside, 1 right, 2 left, 3 caudate.
+    margin: (Z, Y, X) bool ndarray, optional
+        Capsular margin; a focus mostly inside it is ``capsular``.
+
+    Returns
+    -------
+    list of Finding
+        One finding per label, in label order (``calc-001`` is label 1).
+    """
+    labels = np.asarray(labels)
+    n = int(labels.max()) if labels.size else 0
+    if n == 0:
+        return []
+    arr = volume.array
+    spacing = np.asarray(volume.spacing_zyx, dtype=float)
+    voxel_mm3 = float(np.prod(spacing))
+    liver = np.asarray(getattr(liver, "mask", liver), dtype=bool)
+    surface = LiverSurface(liver, volume.spacing_zyx)
+    objs = ndi.find_objects(labels.astype(np.int32, copy=False), max_label=n)
+
+    rows: list[dict] = []
+    for k in range(1, n + 1):
+        sl = objs[k - 1]
+        if sl is None:
+            continue
+        comp = labels[sl] == k
+        off = np.array([s.start for s in sl])
+        coords = np.argwhere(comp) + off
+        hu = arr[tuple(coords.T)].astype(float)
+        longest = longest_diameter_mm(coords, volume.spacing_zyx)
+        axes = principal_axes(coords, volume.spacing_zyx)
+        shape_desc = _shape_descriptors(comp, coords, spacing, longest, axes.elongation)
+        vol_thr = len(coords) * voxel_mm3
+        vol_pv, bg, level = _pv_volume(arr, labels, k, sl, voxel_mm3)
+        centroid_vox = coords.mean(0)
+        in_margin = False
+        if margin is not None:
+            in_margin = bool(np.mean(margin[tuple(coords.T)]) > 0.5)
+        inside = bool(np.mean(liver[tuple(coords.T)]) >= 0.5)
+        depth_mm = float(surface.depth_mm(centroid_vox)[0]) if inside else 0.0
+        lobe_id = lobe_of(lobes, coords, volume.spacing_zyx)
+        rows.append(
+            dict(
+                k=k,
+                coords=coords,
+                hu=hu,
+                longest=longest,
+                axes=axes,
+                shape_desc=shape_desc,
+                vol_thr=vol_thr,
+                vol_pv=vol_pv,
+                bg=bg,
+                level=level,
+                centroid_vox=centroid_vox,
+                in_margin=in_margin or not inside,
+                depth_mm=depth_mm,
+                lobe=LOBE_NAMES.get(lobe_id),
+            )
+        )
+
+    singles = [classify_shape(r["shape_desc"]) for r in rows]
+    cents_mm = np.array([r["centroid_vox"] * spacing for r in rows])
+    shapes = group_shapes(singles, [r["longest"] for r in rows], cents_mm)
+
+    findings: list[Finding] = []
+    for r, shape in zip(rows, shapes):
+        k = r["k"]
+        hu = r["hu"]
+        location: list[str] = []
+        if r["lobe"] == "right":
+            location.append("right_lobe")
+        elif r["lobe"] == "left":
+            location.append("left_lobe")
+        depth = depth_class(r["depth_mm"], in_margin=r["in_margin"])
+        location.append(depth)
+        short_axis = _axial_short_axis_mm(r["coords"], spacing)
+        sd = r["shape_desc"]
+        findings.append(
+            Finding(
+                id=f"calc-{k:03d}",
+                kind="calcification",
+                label=CALC_LABEL_BASE + k,
+                size_mm=round(max(r["longest"], 1e-3), 2),
+                longest_diameter_mm=round(r["longest"], 2),
+                short_axis_mm=round(short_axis, 2),
+                volume_mm3=round(r["vol_pv"], 2),
+                hu=float(np.clip(round(float(hu.mean()), 1), -1100, 4000)),
+                hu_mean=round(float(hu.mean()), 1),
+                hu_max=round(float(hu.max()), 1),
+                hu_sd=round(float(hu.std()), 1),
+                agatston_weight=agatston_weight(float(hu.max())),
+                shape=shape,  # type: ignore[arg-type]
+                location=location,  # type: ignore[arg-type]
+                lobe=r["lobe"],
+                depth=depth,  # type: ignore[arg-type]
+                depth_mm=round(r["depth_mm"], 2),
+                centroid_voxel=tuple(round(float(c), 3) for c in r["centroid_vox"]),  # type: ignore[arg-type]
+                centroid_mm=tuple(round(float(c), 3) for c in volume.voxel_to_mm(r["centroid_vox"])),  # type: ignore[arg-type]
+                measurements={
+                    "volume_threshold_mm3": round(r["vol_thr"], 2),
+                    "volume_partial_volume_mm3": round(r["vol_pv"], 2),
+                    "equivalent_diameter_mm": round(equivalent_diameter_mm(r["vol_pv"]), 2),
+                    "background_hu": round(r["bg"], 1),
+                    "calcium_level_hu": round(r["level"], 1),
+                    "voxel_count": float(len(r["coords"])),
+                    "elongation_ratio": round(sd.elongation, 3),
+                    "solidity_ratio": round(sd.solidity, 3),
+                    "centre_gap_mm": round(sd.gap_mm, 2),
+                    "extent_2_mm": round(float(r["axes"].extents_mm[1]), 2),
+                    "extent_3_mm": round(float(r["axes"].extents_mm[2]), 2),
+                },
+            )
+        )
+    return findings
+
+
+def _axial_short_axis_mm(coords: np.ndarray, spacing: np.ndarray) -> float:
+    """Longest extent perpendicular to the longest in-plane diameter, on the axial slice
+    where the focus is largest (mm)."""
+    zs, counts = np.unique(coords[:, 0], return_counts=True)
+    z = zs[int(np.argmax(counts))]
+    pts = coords[coords[:, 0] == z][:, 1:].astype(float) * spacing[1:]
+    if len(pts) > 8:
+        try:
+            pts = pts[ConvexHull(pts).vertices]
+        except (QhullError, ValueError):
+            pass
+    if len(pts) == 1:
+        return float(spacing[1:].min())
+    diff = pts[:, None, :] - pts[None, :, :]
+    d2 = (diff**2).sum(-1)
+    i, j = np.unravel_index(int(np.argmax(d2)), d2.shape)
+    if d2[i, j] == 0:
+        return float(spacing[1:].min())
+    u = diff[i, j] / np.sqrt(d2[i, j])
+    perp = np.array([-u[1], u[0]])
+    proj = pts @ perp
+    return float(proj.max() - proj.min() + np.sqrt(((perp * spacing[1:]) ** 2).sum()))

@@ -1,0 +1,483 @@
+"""Detection of calcified (hyperdense) foci in the liver and its capsular margin.
+
+How a focus is found
+--------------------
+1. **Search region** = liver mask OR capsular margin (a thin shell outside the liver
+   where capsular calcification lies). All work happens in the region's bounding box,
+   padded by :data:`BOX_PAD_MM` so that structures leaving the liver can be seen.
+2. **Reference levels** measured in the scan itself (inside the liver):
+   parenchyma HU = median, noise HU = 1.4826 x median absolute deviation (robust SD).
+   On contrast phases the **vessel pool HU** is the lumen level of the enhanced
+   vessel tree: the liver is smoothed (Gaussian, :data:`VESSEL_SMOOTH_MM`), voxels
+   brighter than parenchyma + :data:`VESSEL_DELTA_HU` form bright components, the
+   large elongated ones are taken as the vessel tree, and the
+   :data:`VESSEL_POOL_PERCENTILE`-th percentile of their smoothed HU is the pool.
+3. **Threshold** (see :func:`threshold_rule`)::
+
+       threshold = max(phase floor,
+                       parenchyma + K_PARENCHYMA x noise,
+                       vessel pool + K_VESSEL x noise)        # contrast phases only
+
+   The phase floor is 130 HU on non-contrast CT, the Agatston calcium threshold;
+   published work on contrast-enhanced CT needs far higher fixed thresholds (around
+   300 HU in the portal venous phase) because enhanced vessels reach 150-250 HU. A
+   fixed 300 HU loses small partial-volume foci, so calcscope uses a lower floor and
+   lets the measured vessel pool raise the threshold as far as the scan needs: no
+   voxel of a vessel whose lumen is at the pool level exceeds pool + 5 noise SD by
+   chance (probability < 3e-7 per voxel). The arterial-phase floor is 350 HU:
+   arterial blood (aorta 250-350 HU, and what follows it, such as the nodular
+   enhancement of a haemangioma) is brighter than the portal tree that dominates the
+   measured pool, and hepatic arteries are too thin to be measured in the liver.
+   An unknown phase is treated like the arterial one (the safe side).
+4. **Components**: 26-connected (``cc3d``) components of the voxels above a lower
+   hysteresis level (:func:`low_level_rule`, 3.5 noise SD above parenchyma and vessel
+   pool) that contain at least one voxel above the threshold, so thin partial-volume
+   foci stay whole; then rejection of what is not calcification:
+
+   * ``extrahepatic``: more than :data:`MAX_OUTSIDE_FRACTION` of the component lies
+     outside the search region (rib, spine, aorta, kidney or bowel contrast
+     touching the margin);
+   * ``vessel``: on contrast phases, a tubular component (elongation >=
+     :data:`VESSEL_MIN_ELONGATION`, thickness <= :data:`VESSEL_MAX_THICKNESS_MM`)
+     that is part of a larger vessel-tree component and whose peak stays within
+     what enhanced blood reaches in that phase (:data:`VESSEL_MAX_HU`), e.g. a bright
+     artery running beside a portal branch;
+   * ``streak``: a component confined to one slice, elongated in plane and flanked
+     by dark voxels (the bright/dark banding of a beam-hardening or metal streak);
+   * ``small``: thresholded volume below ``min_volume_mm3``.
+
+5. The kept components are numbered 1..n in order of centroid (z, y, x).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import cc3d
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..model import Phase, PhaseEstimate, Volume
+
+__all__ = [
+    "CalcificationDetection",
+    "find_calcifications",
+    "threshold_rule",
+    "low_level_rule",
+    "PHASE_FLOOR_HU",
+]
+
+#: Lowest threshold per phase (HU). 130 HU is Agatston's calcium threshold on
+#: non-contrast CT; on contrast phases the vessel-pool term usually governs.
+PHASE_FLOOR_HU: dict[str, float] = {
+    "non_contrast": 130.0,
+    "arterial": 350.0,
+    "portal_venous": 200.0,
+    "delayed": 180.0,
+    "unknown": 350.0,
+}
+#: threshold above parenchyma, in noise SDs
+K_PARENCHYMA = 5.0
+#: threshold above the vessel pool, in noise SDs (contrast phases)
+K_VESSEL = 5.0
+#: hysteresis low level above parenchyma / vessel pool, in noise SDs
+K_LOW = 3.5
+#: bounds of the robust noise estimate (HU)
+NOISE_BOUNDS_HU = (4.0, 60.0)
+#: padding of the working box around the search region (mm)
+BOX_PAD_MM = 10.0
+#: Gaussian sigma used to find the vessel tree (mm)
+VESSEL_SMOOTH_MM = 1.0
+#: a smoothed voxel brighter than parenchyma by this much (HU) may be vessel
+VESSEL_DELTA_HU = 30.0
+#: a bright component is part of the vessel tree when it is at least this long (mm)...
+VESSEL_TREE_MIN_EXTENT_MM = 15.0
+#: ...and at least this elongated (longest extent / equivalent diameter)
+VESSEL_TREE_MIN_RATIO = 2.0
+#: percentile of smoothed vessel-tree HU taken as the vessel pool
+VESSEL_POOL_PERCENTILE = 95.0
+#: candidate components with this elongation and thickness may be vessels...
+VESSEL_MIN_ELONGATION = 2.5
+VESSEL_MAX_THICKNESS_MM = 8.0
+#: ...when they are part of a vessel-tree component at least this many times larger...
+VESSEL_MIN_TREE_RATIO = 2.0
+#: ...and their peak stays below what enhanced blood reaches in the phase (HU)
+VESSEL_MAX_HU: dict[str, float] = {
+    "non_contrast": 0.0,
+    "arterial": 450.0,
+    "portal_venous": 320.0,
+    "delayed": 260.0,
+    "unknown": 450.0,
+}
+#: a component with more than this fraction of voxels outside the search region is rejected
+MAX_OUTSIDE_FRACTION = 0.5
+#: streak: in-plane length (mm) and fraction of dark ring voxels
+STREAK_MIN_LENGTH_MM = 8.0
+STREAK_MIN_DARK_FRACTION = 0.15
+STREAK_DARK_K = 3.0
+
+
+@dataclass
+class CalcificationDetection:
+    """Result of :func:`find_calcifications`.
+
+    Attributes
+    ----------
+    labels: (Z, Y, X) int32 ndarray
+        0 background, 1..n calcified foci ordered by centroid (z, y, x).
+    threshold_hu: float
+        HU threshold used.
+    vessels: (Z, Y, X) bool ndarray or None
+        Enhanced vessel tree recognised inside the liver (contrast phases), else None.
+    rejected: dict of str -> int
+        Number of candidate components rejected per reason
+        (``extrahepatic``, ``vessel``, ``streak``, ``small``).
+    parenchyma_hu, noise_hu: float
+        Median liver HU and robust noise SD measured in the scan.
+    vessel_hu: float or None
+        Vessel pool HU (contrast phases).
+    phase: str
+        Phase the threshold was chosen for.
+    rule: str
+        Which term of the threshold rule governed ("phase floor", "parenchyma", "vessel pool").
+    """
+
+    labels: np.ndarray
+    threshold_hu: float
+    vessels: np.ndarray | None
+    rejected: dict[str, int] = field(default_factory=dict)
+    parenchyma_hu: float = float("nan")
+    noise_hu: float = float("nan")
+    vessel_hu: float | None = None
+    phase: str = "unknown"
+    rule: str = ""
+
+    @property
+    def count(self) -> int:
+        """Number of foci found."""
+        return int(self.labels.max()) if self.labels.size else 0
+
+
+# --------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------
+
+
+def _phase_name(phase: Any) -> str:
+    if isinstance(phase, PhaseEstimate):
+        phase = phase.phase
+    if isinstance(phase, Phase):
+        return phase.value
+    if phase is None:
+        return "unknown"
+    name = str(phase).lower()
+    return name if name in PHASE_FLOOR_HU else "unknown"
+
+
+def _as_mask(obj: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    arr = getattr(obj, "mask", obj)
+    arr = np.asarray(arr)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{what} has shape {arr.shape}, the volume {tuple(shape)}")
+    return arr.astype(bool, copy=False)
+
+
+def _bbox(mask: np.ndarray, pad_vox: np.ndarray) -> tuple[slice, slice, slice] | None:
+    objs = ndi.find_objects(mask.astype(np.uint8, copy=False))
+    if not objs or objs[0] is None:
+        return None
+    return tuple(
+        slice(max(int(s.start) - int(p), 0), min(int(s.stop) + int(p), int(n)))
+        for s, p, n in zip(objs[0], pad_vox, mask.shape)
+    )  # type: ignore[return-value]
+
+
+def _sample(values: np.ndarray, max_n: int = 2_000_000) -> np.ndarray:
+    """Deterministic stride subsample (statistics of very large livers stay cheap)."""
+    if values.size <= max_n:
+        return values
+    step = int(np.ceil(values.size / max_n))
+    return values[::step]
+
+
+def _robust_level(values: np.ndarray) -> tuple[float, float]:
+    """Median and 1.4826 x MAD of ``values`` (noise clipped to :data:`NOISE_BOUNDS_HU`)."""
+    v = _sample(values).astype(np.float32)
+    med = float(np.median(v))
+    mad = float(np.median(np.abs(v - med))) * 1.4826
+    return med, float(np.clip(mad, *NOISE_BOUNDS_HU))
+
+
+def threshold_rule(
+    phase: str, parenchyma_hu: float, noise_hu: float, vessel_hu: float | None
+) -> tuple[float, str]:
+    """The detection threshold (HU) and the name of the term that set it.
+
+    ``max(PHASE_FLOOR_HU[phase], parenchyma + K_PARENCHYMA*noise,
+    vessel_pool + K_VESSEL*noise)``; the vessel term only when ``vessel_hu`` is given.
+    """
+    terms = {
+        "phase floor": PHASE_FLOOR_HU.get(phase, PHASE_FLOOR_HU["unknown"]),
+        "parenchyma": parenchyma_hu + K_PARENCHYMA * noise_hu,
+    }
+    if vessel_hu is not None:
+        terms["vessel pool"] = vessel_hu + K_VESSEL * noise_hu
+    name = max(terms, key=lambda k: terms[k])
+    return float(terms[name]), name
+
+
+def low_level_rule(
+    threshold_hu: float, parenchyma_hu: float, noise_hu: float, vessel_hu: float | None
+) -> float:
+    """Lower hysteresis level (HU) to which a focus grows from its voxels above threshold.
+
+    ``max(parenchyma + K_LOW*noise, vessel_pool + K_LOW*noise)``, never above the
+    threshold: far enough above the parenchyma and the vessel lumen that a focus does
+    not leak into them, low enough to keep the partial-volume rim of thin foci.
+    """
+    level = parenchyma_hu + K_LOW * noise_hu
+    if vessel_hu is not None:
+        level = max(level, vessel_hu + K_LOW * noise_hu)
+    return float(min(level, threshold_hu))
+
+
+def _extent_stats(coords: np.ndarray, spacing: np.ndarray) -> tuple[float, float, float]:
+    """(longest extent, second extent, elongation) of voxel centres via PCA, in mm."""
+    pts = coords.astype(float) * spacing
+    if len(pts) < 2:
+        return float(spacing.max()), float(spacing.min()), 1.0
+    c = pts - pts.mean(0)
+    evals, evecs = np.linalg.eigh(c.T @ c / len(c))
+    axes = evecs[:, ::-1].T
+    proj = c @ axes.T
+    vox = np.sqrt(((axes * spacing) ** 2).sum(1))
+    ext = proj.max(0) - proj.min(0) + vox
+    return float(ext[0]), float(ext[1]), float(ext[0] / max(ext[1], 1e-6))
+
+
+# --------------------------------------------------------------------------------------
+# vessel tree
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _VesselTree:
+    labels: np.ndarray  # int32 bright components in the box (0 = none)
+    is_tree: np.ndarray  # bool per component label (index 0 unused)
+    sizes: np.ndarray  # voxel count per component label
+    pool_hu: float | None
+
+
+def _vessel_tree(
+    box_arr: np.ndarray, liver_box: np.ndarray, spacing: np.ndarray, parenchyma_hu: float
+) -> _VesselTree:
+    sigma = VESSEL_SMOOTH_MM / spacing
+    smooth = ndi.gaussian_filter(box_arr.astype(np.float32), sigma=sigma, mode="nearest")
+    bright = liver_box & (smooth > parenchyma_hu + VESSEL_DELTA_HU)
+    lab = cc3d.connected_components(bright, connectivity=26).astype(np.int32, copy=False)
+    n = int(lab.max())
+    is_tree = np.zeros(n + 1, dtype=bool)
+    if n == 0:
+        return _VesselTree(lab, is_tree, np.zeros(1, dtype=np.int64), None)
+    stats = cc3d.statistics(lab)
+    counts = np.asarray(stats["voxel_counts"])
+    boxes = stats["bounding_boxes"]
+    vox_mm3 = float(np.prod(spacing))
+    for k in range(1, n + 1):
+        if counts[k] * vox_mm3 < 20.0:
+            continue
+        bb = boxes[k]
+        ext = np.array([(s.stop - s.start) for s in bb]) * spacing
+        longest = float(np.sqrt((ext**2).sum()))
+        d_eq = (6.0 * counts[k] * vox_mm3 / np.pi) ** (1 / 3)
+        if longest >= VESSEL_TREE_MIN_EXTENT_MM and longest / d_eq >= VESSEL_TREE_MIN_RATIO:
+            is_tree[k] = True
+    if not is_tree.any():
+        return _VesselTree(lab, is_tree, counts, None)
+    tree_vals = smooth[is_tree[lab]]
+    pool = float(np.percentile(_sample(tree_vals), VESSEL_POOL_PERCENTILE))
+    return _VesselTree(lab, is_tree, counts, pool)
+
+
+# --------------------------------------------------------------------------------------
+# main entry point
+# --------------------------------------------------------------------------------------
+
+
+def find_calcifications(
+    volume: Volume,
+    liver: Any,
+    *,
+    phase: Phase | PhaseEstimate | str | None,
+    margin: np.ndarray | None = None,
+    min_volume_mm3: float = 1.0,
+    threshold_hu: float | None = None,
+) -> CalcificationDetection:
+    """Find calcified foci in the liver and its capsular margin.
+
+    Parameters
+    ----------
+    volume: Volume
+        CT in HU.
+    liver: (Z, Y, X) bool ndarray, or an object with a ``mask`` attribute
+        Liver mask on the volume's grid.
+    phase: Phase, PhaseEstimate or str
+        Contrast phase; chooses the threshold floor and whether the vessel pool is
+        measured (every phase except ``non_contrast``).
+    margin: (Z, Y, X) bool ndarray, optional
+        Capsular margin (shell outside the liver) also searched.
+    min_volume_mm3: float
+        Smallest thresholded focus volume kept (mm³).
+    threshold_hu: float, optional
+        Use this threshold instead of the rule (the vessel tree is still measured and
+        the rejections still apply).
+
+    Returns
+    -------
+    CalcificationDetection
+    """
+    arr = volume.array
+    shape = arr.shape
+    liver_m = _as_mask(liver, shape, "liver mask")
+    region = liver_m if margin is None else (liver_m | _as_mask(margin, shape, "capsular margin"))
+    phase_name = _phase_name(phase)
+    spacing = np.asarray(volume.spacing_zyx, dtype=float)
+    empty = np.zeros(shape, dtype=np.int32)
+    if not liver_m.any():
+        thr = float(threshold_hu) if threshold_hu is not None else PHASE_FLOOR_HU[phase_name]
+        return CalcificationDetection(empty, thr, None, {}, phase=phase_name, rule="empty liver")
+
+    pad = np.ceil(BOX_PAD_MM / spacing).astype(int)
+    box = _bbox(region, pad)
+    assert box is not None
+    a = arr[box]
+    liv = liver_m[box]
+    reg = region[box]
+
+    parenchyma_hu, noise_hu = _robust_level(a[liv])
+    tree: _VesselTree | None = None
+    if phase_name != "non_contrast":
+        tree = _vessel_tree(a, liv, spacing, parenchyma_hu)
+    vessel_hu = None if tree is None else tree.pool_hu
+    thr, rule = threshold_rule(phase_name, parenchyma_hu, noise_hu, vessel_hu)
+    if threshold_hu is not None:
+        thr, rule = float(threshold_hu), "given"
+
+    # hysteresis: a focus is a 26-connected component of voxels above the low level
+    # that holds at least one voxel above the threshold, so thin or partial-volume
+    # foci are not broken into pieces by the threshold
+    low = low_level_rule(thr, parenchyma_hu, noise_hu, vessel_hu)
+    lab = cc3d.connected_components(a > low, connectivity=26).astype(np.int32, copy=False)
+    n = int(lab.max())
+    if n:
+        seeded = np.zeros(n + 1, dtype=bool)
+        seeded[np.unique(lab[a > thr])] = True
+        seeded[0] = False
+        lab = np.where(seeded[lab], lab, 0).astype(np.int32, copy=False)
+    rejected = {"extrahepatic": 0, "vessel": 0, "streak": 0, "small": 0}
+    keep: list[tuple[tuple[float, float, float], int]] = []
+    if n:
+        objs = ndi.find_objects(lab, max_label=n)
+        vox_mm3 = float(np.prod(spacing))
+        dark_level = parenchyma_hu - STREAK_DARK_K * noise_hu
+        for k in range(1, n + 1):
+            sl = objs[k - 1]
+            if sl is None:
+                continue
+            comp = lab[sl] == k
+            in_region = int(np.count_nonzero(comp & reg[sl]))
+            if in_region == 0:
+                continue  # entirely outside: not ours, not counted
+            total = int(np.count_nonzero(comp))
+            if (total - in_region) > MAX_OUTSIDE_FRACTION * total:
+                rejected["extrahepatic"] += 1
+                continue
+            off = np.array([s.start for s in sl])
+            coords = np.argwhere(comp) + off
+            if total * vox_mm3 < min_volume_mm3:
+                rejected["small"] += 1
+                continue
+            longest, second, elong = _extent_stats(coords, spacing)
+            if _is_streak(a, coords, sl, comp, spacing, longest, elong, dark_level):
+                rejected["streak"] += 1
+                continue
+            if tree is not None and _is_vessel(a, tree, coords, second, elong, phase_name):
+                rejected["vessel"] += 1
+                continue
+            cen = tuple(float(c) for c in coords.mean(0))
+            keep.append((cen, k))  # type: ignore[arg-type]
+
+    keep.sort(key=lambda t: t[0])
+    remap = np.zeros(n + 1, dtype=np.int32)
+    for new, (_, k) in enumerate(keep, start=1):
+        remap[k] = new
+    labels = np.zeros(shape, dtype=np.int32)
+    labels[box] = remap[lab]
+
+    vessels = None
+    if tree is not None:
+        vessels = np.zeros(shape, dtype=bool)
+        vessels[box] = tree.is_tree[tree.labels] & (labels[box] == 0)
+    return CalcificationDetection(
+        labels=labels,
+        threshold_hu=float(thr),
+        vessels=vessels,
+        rejected=rejected,
+        parenchyma_hu=parenchyma_hu,
+        noise_hu=noise_hu,
+        vessel_hu=vessel_hu,
+        phase=phase_name,
+        rule=rule,
+    )
+
+
+def _is_vessel(
+    a: np.ndarray,
+    tree: _VesselTree,
+    coords: np.ndarray,
+    thickness_mm: float,
+    elongation: float,
+    phase: str,
+) -> bool:
+    """A tubular candidate that is part of a larger vessel-tree segment and whose peak
+    stays within what enhanced blood reaches in this phase (:data:`VESSEL_MAX_HU`)."""
+    if elongation < VESSEL_MIN_ELONGATION or thickness_mm > VESSEL_MAX_THICKNESS_MM:
+        return False
+    ids = tree.labels[tuple(coords.T)]
+    ids = ids[ids > 0]
+    if len(ids) == 0:
+        return False
+    k = int(np.bincount(ids).argmax())
+    if not tree.is_tree[k] or tree.sizes[k] < VESSEL_MIN_TREE_RATIO * len(coords):
+        return False
+    peak = float(a[tuple(coords.T)].max())
+    return peak <= VESSEL_MAX_HU.get(phase, VESSEL_MAX_HU["unknown"])
+
+
+def _is_streak(
+    a: np.ndarray,
+    coords: np.ndarray,
+    sl: tuple[slice, ...],
+    comp: np.ndarray,
+    spacing: np.ndarray,
+    longest_mm: float,
+    elongation: float,
+    dark_level_hu: float,
+) -> bool:
+    """One-slice, in-plane elongated component flanked by dark banding."""
+    if comp.shape[0] != 1 or longest_mm < STREAK_MIN_LENGTH_MM or elongation < 3.0:
+        return False
+    z = int(coords[0, 0])
+    plane = np.pad(comp[0], 2)
+    ring = ndi.binary_dilation(plane, iterations=2) & ~plane
+    # the padded ring runs past the crop: read it from the full slice
+    y0, x0 = sl[1].start, sl[2].start
+    ys, xs = np.nonzero(ring)
+    ys = ys + y0 - 2
+    xs = xs + x0 - 2
+    ok = (ys >= 0) & (ys < a.shape[1]) & (xs >= 0) & (xs < a.shape[2])
+    vals = a[z, ys[ok], xs[ok]]
+    if vals.size == 0:
+        return False
+    return float(np.mean(vals < dark_level_hu)) >= STREAK_MIN_DARK_FRACTION
