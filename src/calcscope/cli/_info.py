@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -131,7 +130,9 @@ def _print_human(info: dict[str, Any]) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("info")
     def info_cmd(
-        path: Path = typer.Argument(..., help="CT: NIfTI/NRRD/MHA file, DICOM folder, or zip of either."),
+        # str, not Path: click's Path type would pre-check readability and answer with a usage
+        # error (exit 2) instead of calcscope's own InputNotFoundError paragraph (exit 3)
+        path: str = typer.Argument(..., help="CT: NIfTI/NRRD/MHA file, DICOM folder, or zip of either."),
         series: Optional[str] = typer.Option(None, "--series", help="SeriesInstanceUID when the folder holds several series."),
         allow_modality: bool = typer.Option(False, "--allow-modality", help="Accept non-CT images (values are not HU)."),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
@@ -140,7 +141,7 @@ def register(app: typer.Typer) -> None:
         from ..io import load_ct
 
         volume = load_ct(path, series=series, allow_modality=allow_modality)
-        info = volume_info(volume, path=str(path), series=series)
+        info = volume_info(volume, path=path, series=series)
         if as_json:
             print_json(info)
         else:

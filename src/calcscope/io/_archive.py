@@ -84,7 +84,14 @@ def _check_members(zf: zipfile.ZipFile, *, archive: str, limits: ArchiveLimits) 
             path=archive,
             hint="unzip it yourself and pass the folder of the series you want",
         )
-    total = 0
+    total = sum(info.file_size for info in infos)
+    if total > limits.max_total_bytes:
+        raise ArchiveError(
+            f"the archive declares {total / 1024**3:.1f} GiB of uncompressed data, more than the "
+            f"{limits.max_total_bytes / 1024**3:.1f} GiB calcscope accepts; refusing a possible zip bomb",
+            path=archive,
+            hint="unzip it yourself if you trust it and pass the folder",
+        )
     members: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
     for info in infos:
         rel = _safe_member_path(info.filename, archive=archive)
@@ -100,14 +107,6 @@ def _check_members(zf: zipfile.ZipFile, *, archive: str, limits: ArchiveLimits) 
                 f"the archive entry '{info.filename}' is encrypted",
                 path=archive,
                 hint="decrypt the archive first",
-            )
-        total += info.file_size
-        if total > limits.max_total_bytes:
-            raise ArchiveError(
-                f"the archive declares more than {limits.max_total_bytes / 1024**3:.1f} GiB of uncompressed data "
-                f"(at least {total / 1024**3:.1f} GiB); refusing a possible zip bomb",
-                path=archive,
-                hint="unzip it yourself if you trust it and pass the folder",
             )
         if info.file_size >= limits.ratio_min_bytes:
             ratio = info.file_size / max(info.compress_size, 1)

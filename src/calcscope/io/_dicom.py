@@ -148,6 +148,26 @@ def read_dicom_header(path: Path) -> Any | None:
             path=str(path),
             hint="remove the file or export the series again from PACS",
         ) from exc
+    # pydicom reads a truncated header silently, so check that what an image needs is there
+    if kind == "raw":
+        return ds if len(ds) else None
+    meta = getattr(ds, "file_meta", None)
+    sop = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    if len(ds) == 0 or sop is None:
+        raise CorruptInputError(
+            "the DICOM file is truncated: its header stops before the data set (no SOP class, no elements)",
+            path=str(path),
+            hint="remove the file or export the series again from PACS",
+        )
+    from pydicom.uid import UID
+
+    if "Image Storage" in UID(str(sop)).name and ("Rows" not in ds or "Columns" not in ds):
+        raise CorruptInputError(
+            f"the DICOM file is truncated or damaged: it is a {UID(str(sop)).name} object but its header stops before "
+            "the image attributes (Rows, Columns)",
+            path=str(path),
+            hint="remove the file or export the series again from PACS",
+        )
     return ds
 
 

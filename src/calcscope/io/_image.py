@@ -57,7 +57,12 @@ def _nifti_raw_header(path: Path) -> dict[str, Any] | None:
             path=str(path),
             hint="the file is damaged or truncated; copy or export it again",
         ) from exc
-    return {"dim": [int(d) for d in hdr["dim"]], "pixdim": [float(p) for p in hdr["pixdim"]]}
+    return {
+        "dim": [int(d) for d in hdr["dim"]],
+        "pixdim": [float(p) for p in hdr["pixdim"]],
+        "float": np.issubdtype(hdr.get_data_dtype(), np.floating),
+        "scl": (float(hdr["scl_slope"]), float(hdr["scl_inter"])),
+    }
 
 
 def _check_nifti_header(path: Path) -> None:
@@ -82,6 +87,22 @@ def _check_nifti_header(path: Path) -> None:
             path=str(path),
             hint="fix the header (pixdim must hold positive sizes in mm) or re-export the image",
         )
+    slope, inter = raw["scl"]
+    if slope not in (0.0,) and np.isfinite(slope) and not np.isfinite(inter):
+        raise CorruptInputError(
+            f"the NIfTI intensity scaling is undefined (scl_inter = {inter})",
+            path=str(path),
+            hint="fix the header or re-export the image",
+        )
+    if raw["float"]:
+        # ITK's NIfTI reader silently turns NaN into 0, so look at the stored values directly
+        import nibabel as nib
+
+        try:
+            data = np.asanyarray(nib.load(str(path)).dataobj)
+        except Exception as exc:  # nibabel raises several types on damaged files
+            raise CorruptInputError(f"the NIfTI voxel data could not be read ({exc})", path=str(path)) from exc
+        check_finite(np.asarray(data), path=str(path))
 
 
 def read_sitk_image(path: Path) -> Any:
@@ -188,7 +209,7 @@ def load_image_file(path: Path, *, allow_modality: bool = False) -> Volume:
     _check_geometry(img, path)
     modality = "CT"
     meta_mod = header.get("Modality") or header.get("modality")
-    if meta_mod:
+    if meta_mod and meta_mod.strip() not in ("MET_MOD_UNKNOWN", ""):
         modality = _METAIMAGE_MODALITIES.get(meta_mod.strip(), meta_mod.strip())
     vol = Volume.from_sitk(img, modality=modality, source=path.name)
     check_finite(vol.array, path=str(path))
