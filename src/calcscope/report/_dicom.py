@@ -15,8 +15,8 @@ SR
     segment number) and carries volume (mm3), long axis (mm), short axis (mm) and the
     mean and maximum attenuation ([hnsf'U]), all with UCUM units.
 
-UIDs are derived from the content digest with ``pydicom.uid.generate_uid(prefix=None,
-entropy_srcs=...)`` (2.25 UUID-derived UIDs), and ContentDate/ContentTime come from
+UIDs are ``2.25.<integer>`` UIDs of name-based UUIDs (version 5) of the content
+digest and the object's role, and ContentDate/ContentTime come from
 ``analysis.created`` or, without a timestamp, from the source StudyDate/StudyTime, so
 two runs on the same input write byte-identical files.
 """
@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..model import CALC_LABEL_BASE, LABEL_DUCT, LABEL_LIVER, LESION_LABEL_BASE, Analysis, Finding, Masks, Volume
-from ._common import label_name
+from ._common import label_name, stable_uuid
 from ._nifti import label_colour
 
 __all__ = [
@@ -65,16 +66,31 @@ class SegResult:
 
 
 def _uid(digest: str, what: str) -> str:
-    from pydicom.uid import generate_uid
+    """A DICOM UID under the UUID arc 2.25 from a name-based (version 5) UUID of digest and role.
 
-    return str(generate_uid(prefix=None, entropy_srcs=[digest, what]))
+    ``pydicom.uid.generate_uid(prefix=None, ...)`` ignores its entropy sources and
+    returns a random UUID, so the deterministic UUID is made here.
+    """
+    return "2.25." + str(uuid.UUID(stable_uuid(digest, "dicom", what)).int)
 
 
 def read_source_datasets(volume: Volume) -> list:
     """Read the source DICOM headers (no pixel data) of ``volume``, in its z order."""
     import pydicom
 
-    return [pydicom.dcmread(f, stop_before_pixels=True) for f in volume.source_files]
+    out = []
+    for f in volume.source_files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        meta = getattr(ds, "file_meta", None)
+        # some exporters leave SOPClassUID/SOPInstanceUID empty in the data set and
+        # keep them only in the file meta information
+        if meta is not None:
+            if not str(ds.get("SOPClassUID", "") or "") and meta.get("MediaStorageSOPClassUID"):
+                ds.SOPClassUID = meta.MediaStorageSOPClassUID
+            if not str(ds.get("SOPInstanceUID", "") or "") and meta.get("MediaStorageSOPInstanceUID"):
+                ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        out.append(ds)
+    return out
 
 
 def check_sources(volume: Volume, sources: list) -> None:
@@ -113,6 +129,30 @@ def _fix_dates(ds, date: str, time: str) -> None:
             setattr(ds, kw_d, date)
         if kw_t in ds:
             setattr(ds, kw_t, time)
+    for item in ds.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in item:
+            item.ContributionDateTime = date + time
+
+
+# UID roots that highdicom/pydicom use when they generate random UIDs themselves
+_RANDOM_UID_ROOTS = ("1.2.826.0.1.3680043.10.511.", "1.2.826.0.1.3680043.8.498.")
+
+
+def _pin_random_uids(ds, digest: str, what: str) -> None:
+    """Replace UIDs generated at random inside ``ds`` (e.g. DimensionOrganizationUID) by stable ones.
+
+    Each distinct random value is mapped, in order of first appearance, to a UID
+    derived from the digest, so references between items stay consistent.
+    """
+    mapping: dict[str, str] = {}
+
+    def visit(_dataset, elem) -> None:
+        if elem.VR == "UI" and isinstance(elem.value, str) and elem.value.startswith(_RANDOM_UID_ROOTS):
+            if elem.value not in mapping:
+                mapping[elem.value] = _uid(digest, f"{what}:pinned:{len(mapping)}")
+            elem.value = mapping[elem.value]
+
+    ds.walk(visit, recursive=True)
 
 
 def _software_version(analysis: Analysis) -> str:
@@ -234,6 +274,7 @@ def write_dicom_seg(
     )
     date, time = _content_datetime(analysis, sources)
     _fix_dates(seg, date, time)
+    _pin_random_uids(seg, digest, "seg")
     out = Path(path)
     seg.save_as(out, enforce_file_format=True)
     return SegResult(path=out, dataset=seg, segment_numbers=numbers)
@@ -337,6 +378,7 @@ def write_dicom_sr(
     )
     date, time = _content_datetime(analysis, sources)
     _fix_dates(sr, date, time)
+    _pin_random_uids(sr, digest, "sr")
     out = Path(path)
     sr.save_as(out, enforce_file_format=True)
     return out

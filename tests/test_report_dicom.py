@@ -1,0 +1,187 @@
+"""DICOM SEG and TID 1500 SR written by the report layer, read back with highdicom/pydicom."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calcscope.io import load_ct
+from calcscope.model import CALC_LABEL_BASE, Analysis, Finding, Masks
+from calcscope.report import write_dicom_seg, write_outputs
+from report_fixtures import make_analysis, make_volume_and_masks, write_dicom_series
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REAL_SERIES = SHARED / "totalseg-example-ct" / "example_ct_dicom"
+
+ALL_FILES = ["analysis.json", "fhir.json", "measurements.dcm", "report.html", "segmentation.ctbl",
+             "segmentation.dcm", "segmentation.nii.gz"]
+
+
+@pytest.fixture(scope="module")
+def dicom_case(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dcm")
+    vol0, masks = make_volume_and_masks()
+    write_dicom_series(root / "series", vol0)
+    vol = load_ct(root / "series")
+    assert np.array_equal(vol.array, vol0.array)  # the series holds the fixture volume
+    analysis = make_analysis(vol, masks)
+    out = root / "out"
+    files = write_outputs(out, analysis, vol, masks)
+    return vol, masks, analysis, out, files
+
+
+def test_dicom_files_written(dicom_case):
+    *_, out, files = dicom_case
+    assert [p.name for p in files] == ALL_FILES
+
+
+def test_seg_round_trip(dicom_case):
+    import highdicom as hd
+    import pydicom
+
+    vol, masks, analysis, out, _ = dicom_case
+    seg = hd.seg.segread(out / "segmentation.dcm")
+    src = [pydicom.dcmread(f, stop_before_pixels=True) for f in vol.source_files]
+    assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+    assert seg.SegmentationType == "BINARY"
+    assert seg.FrameOfReferenceUID == src[0].FrameOfReferenceUID
+    assert seg.StudyInstanceUID == src[0].StudyInstanceUID
+    assert seg.PatientID == "CALC-TEST"
+    labels = [s.SegmentLabel for s in seg.SegmentSequence]
+    assert labels == ["liver", "dilated intrahepatic bile ducts", "lesion-001", "lesion-002",
+                      "calc-001", "calc-002", "calc-003"]
+    liver_seg = seg.SegmentSequence[0]
+    assert liver_seg.SegmentedPropertyTypeCodeSequence[0].CodeValue == "10200004"
+    assert liver_seg.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "91723000"
+    calc_seg = seg.SegmentSequence[4]
+    assert calc_seg.SegmentedPropertyTypeCodeSequence[0].CodeValue == "18115005"
+    assert calc_seg.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"
+    assert seg.SegmentSequence[2].SegmentedPropertyTypeCodeSequence[0].CodeValue == "52988006"
+    assert seg.SegmentSequence[3].SegmentedPropertyTypeCodeSequence[0].CodeValue == "367643001"  # cyst
+    assert seg.SegmentSequence[1].SegmentedPropertyTypeCodeSequence[0].CodeValue == "28273000"
+    assert [s.TrackingID for s in seg.SegmentSequence][2:] == ["lesion-001", "lesion-002", "calc-001", "calc-002",
+                                                               "calc-003"]
+    # every source instance is referenced
+    referenced = {uid for _, _, uid in seg.get_source_image_uids()}
+    assert referenced == {str(d.SOPInstanceUID) for d in src}
+    # geometry and pixels: segment s equals label_map == its value, voxel for voxel
+    lm = masks.label_map()
+    values = [int(v) for v in np.unique(lm) if v]
+    n_frames = sum(int((lm[k] == v).any()) for k in range(lm.shape[0]) for v in values)
+    assert int(seg.NumberOfFrames) == n_frames
+    assert (int(seg.Rows), int(seg.Columns)) == lm.shape[1:]
+    px = seg.get_pixels_by_source_instance(source_sop_instance_uids=list(vol.instance_uids),
+                                           combine_segments=False)
+    assert px.shape == (*lm.shape, len(values))
+    for s, v in enumerate(values):
+        np.testing.assert_array_equal(px[..., s].astype(bool), lm == v, err_msg=f"segment {s + 1} (label {v})")
+    pps = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert [float(x) for x in pps.PixelSpacing] == pytest.approx([vol.spacing_zyx[1], vol.spacing_zyx[2]])
+
+
+def test_sr_measurements_equal_analysis_json(dicom_case):
+    import highdicom as hd
+
+    vol, masks, _, out, _ = dicom_case
+    sr = hd.sr.srread(out / "measurements.dcm")
+    seg = hd.seg.segread(out / "segmentation.dcm")
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
+    assert sr.CompletionFlag == "PARTIAL" and sr.VerificationFlag == "UNVERIFIED"
+    assert sr.ContentSequence is not None
+    data = json.loads((out / "analysis.json").read_text())
+    findings = {f["id"]: f for f in data["findings"]}
+    groups = sr.content.get_volumetric_roi_measurement_groups()
+    assert [g.tracking_identifier for g in groups] == [f["id"] for f in data["findings"]]
+    seg_numbers = {s.SegmentLabel: int(s.SegmentNumber) for s in seg.SegmentSequence}
+    for g in groups:
+        f = findings[g.tracking_identifier]
+        ref = g.referenced_segment
+        assert ref.referenced_sop_instance_uid == seg.SOPInstanceUID
+        expected_label = "dilated intrahepatic bile ducts" if f["kind"] == "duct_dilatation" else f["id"]
+        assert ref.referenced_segment_numbers == [seg_numbers[expected_label]]
+        got = {}
+        for m in g.get_measurements():
+            key = m.name.value + (":" + m.derivation.value if m.derivation is not None else "")
+            got[key] = (m.value, m.unit.value)
+        assert got["118565006"] == (pytest.approx(f["volume_mm3"], rel=1e-9), "mm3")
+        assert got["103339001"] == (pytest.approx(f["longest_diameter_mm"], rel=1e-9), "mm")
+        assert got["103340004"] == (pytest.approx(f["short_axis_mm"], rel=1e-9), "mm")
+        assert got["112031:373098007"] == (pytest.approx(f["hu_mean"], rel=1e-9), "[hnsf'U]")
+        assert got["112031:56851009"] == (pytest.approx(f["hu_max"], rel=1e-9), "[hnsf'U]")
+        assert [s.value.value for s in g.finding_sites] == ["10200004"]
+    # evidence lists the SEG and the source series
+    ev = {item.ReferencedSeriesSequence[0].SeriesInstanceUID for item in sr.CurrentRequestedProcedureEvidenceSequence}
+    assert {vol.study_uid} == {item.StudyInstanceUID for item in sr.CurrentRequestedProcedureEvidenceSequence}
+    assert ev  # at least the study is referenced
+    all_series = {s.SeriesInstanceUID for item in sr.CurrentRequestedProcedureEvidenceSequence
+                  for s in item.ReferencedSeriesSequence}
+    assert {vol.series_uid, seg.SeriesInstanceUID} <= all_series
+
+
+def test_dicom_deterministic(dicom_case, tmp_path):
+    vol, masks, analysis, out, _ = dicom_case
+    again = write_outputs(tmp_path / "again", analysis, vol, masks)
+    for p in again:
+        assert p.read_bytes() == (out / p.name).read_bytes(), p.name
+
+
+def test_dicom_timestamp_follows_created(dicom_case, tmp_path):
+    import pydicom
+
+    vol, masks, analysis, _, _ = dicom_case
+    stamped = analysis.model_copy(update={"created": "2025-03-04T05:06:07+00:00"})
+    write_outputs(tmp_path / "o", stamped, vol, masks)
+    for name in ("segmentation.dcm", "measurements.dcm"):
+        ds = pydicom.dcmread(tmp_path / "o" / name)
+        assert (ds.ContentDate, ds.ContentTime) == ("20250304", "050607")
+
+
+def test_grid_mismatch_skips_dicom_with_warning(dicom_case, tmp_path):
+    vol, masks, analysis, _, _ = dicom_case
+    cropped = vol.with_array(vol.array.copy())
+    cropped.source_files = vol.source_files[:-1]  # as if a slice had been dropped
+    files = write_outputs(tmp_path / "o", analysis, cropped, masks)
+    assert "segmentation.dcm" not in [p.name for p in files]
+    data = json.loads((tmp_path / "o" / "analysis.json").read_text())
+    assert data["warnings"][-1] == "DICOM SEG/SR not written: 19 source files for 20 slices"
+    assert "DICOM SEG/SR not written" in (tmp_path / "o" / "report.html").read_text()
+
+
+@pytest.mark.shared
+def test_seg_on_real_dicom_series(tmp_path):
+    import highdicom as hd
+    import pydicom
+
+    from calcscope.io import load_mask_like
+
+    if not REAL_SERIES.is_dir():
+        pytest.skip(f"shared data absent: {REAL_SERIES.name} (see ../shared/data/MANIFEST.md)")
+    vol = load_ct(REAL_SERIES)
+    assert len(vol.source_files) == vol.shape[0] == 20
+    seg_ref = load_mask_like(REAL_SERIES.parent / "example_seg_dicom.nii.gz", vol)
+    liver = seg_ref == 5
+    calcs = np.zeros(vol.shape, np.int32)
+    zc, yc, xc = (int(round(c)) for c in np.argwhere(liver).mean(axis=0))
+    calcs[zc, yc - 2:yc + 2, xc - 2:xc + 2] = 1
+    masks = Masks(liver=liver, calcifications=calcs)
+    analysis = Analysis(
+        software={"calcscope": "test"},
+        findings=[Finding(id="calc-001", kind="calcification", label=CALC_LABEL_BASE + 1, volume_mm3=16.0,
+                          size_mm=3.9)],
+    )
+    res = write_dicom_seg(tmp_path / "seg.dcm", analysis, vol, masks, digest="real")
+    seg = hd.seg.segread(res.path)
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["liver", "calc-001"]
+    # these files keep SOPInstanceUID only in their file meta information
+    uids = [str(pydicom.dcmread(f, stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID)
+            for f in vol.source_files]
+    assert {uid for *_, uid in seg.get_source_image_uids()} == set(uids)
+    assert seg.FrameOfReferenceUID == vol.frame_of_reference_uid
+    px = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, combine_segments=False)
+    lm = masks.label_map()
+    np.testing.assert_array_equal(px[..., 0].astype(bool), lm == 1)
+    np.testing.assert_array_equal(px[..., 1].astype(bool), lm == 1001)
+    assert int(liver.sum()) == int(px[..., 0].sum()) + 16
