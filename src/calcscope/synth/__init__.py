@@ -1,0 +1,35 @@
+"""Synthetic abdominal CT phantoms with ground truth, insertion of findings into real CT.
+
+Public API
+----------
+generate_phantom(preset, *, seed, shape_zyx, spacing_zyx, phase, noise_hu, streaks, objects, motion) -> Phantom
+write_phantom(phantom, out) -> dict of written paths
+insert_objects(volume, liver_mask, specs, *, seed) -> (Volume, labels, list[TruthObject])
+PRESETS, ORGAN_LABELS, VESSEL_LABELS, ObjectSpec, Motion, Phantom, Truth, TruthObject
+"""
+
+from ._anatomy import ORGAN_LABELS, VESSEL_LABELS
+from ._geometry import Motion
+from ._hu import HU_BY_PHASE, PHASES
+from ._phantom import Phantom, generate_phantom, write_phantom
+from ._presets import PRESET_PHASE, PRESETS
+from ._truth import CALCIFICATION_SUBTYPES, LESION_SUBTYPES, Landmark, ObjectSpec, Truth, TruthObject
+
+__all__ = [
+    "generate_phantom",
+    "write_phantom",
+    "Phantom",
+    "Truth",
+    "TruthObject",
+    "ObjectSpec",
+    "Landmark",
+    "Motion",
+    "PRESETS",
+    "PRESET_PHASE",
+    "PHASES",
+    "HU_BY_PHASE",
+    "ORGAN_LABELS",
+    "VESSEL_LABELS",
+    "CALCIFICATION_SUBTYPES",
+    "LESION_SUBTYPES",
+]
