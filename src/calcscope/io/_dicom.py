@@ -479,6 +479,15 @@ def _meta_from_header(ds: Any) -> dict[str, Any]:
     }
 
 
+def _instance_uid(ds: Any) -> str:
+    """SOPInstanceUID, or the file meta's MediaStorageSOPInstanceUID when an anonymiser blanked it."""
+    uid = str(ds.get("SOPInstanceUID", "") or "").strip()
+    if not uid:
+        meta = getattr(ds, "file_meta", None)
+        uid = str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip() if meta is not None else ""
+    return uid
+
+
 def _positions(items: list[tuple[Path, Any]], normal: np.ndarray) -> list[_SliceGeom]:
     geoms = []
     for p, ds in items:
@@ -668,7 +677,7 @@ def load_dicom_series(
     }
     meta["ignored"] = {k: v for k, v in ignored.items() if v}
     src_files = [str(g.path) for g in kept]
-    inst = [str(g.ds.get("SOPInstanceUID", "") or "") for g in kept]
+    inst = [_instance_uid(g.ds) for g in kept]
     if resampling:
         # the grid no longer matches the source slices one to one
         meta["source_slices_before_resampling"] = [g.path.name for g in kept]
