@@ -1,0 +1,365 @@
+"""Measurements and descriptive vocabulary of segmented hypodense liver lesions.
+
+Per lesion (label n of the lesion label map) :func:`describe_lesions` measures
+
+* RECIST-style size: the longest diameter in the axial slice where it is largest
+  (``longest_diameter_mm`` = ``size_mm``) and the lesion's extent perpendicular to it in
+  that slice (``short_axis_mm``); volume in mm³;
+* attenuation: mean / SD / max HU of the non-calcified voxels and the contrast to the
+  parenchyma (``measurements["contrast_hu"]`` = lesion mean minus parenchyma, negative for
+  a hypodense lesion);
+* margin: how much of the lesion-to-parenchyma contrast is crossed within about 2 mm of
+  the boundary (``measurements["edge_sharpness"]``, 1 = a step edge); well- or ill-defined;
+* homogeneity: SD in excess of the image noise (``measurements["texture_sd_hu"]``);
+* radial pattern: the HU of an inner ring against the core and of a thin band just
+  outside the lesion against the parenchyma further out; a ring of different density
+  around a core reads as a target / bull's-eye appearance, a core darker than its ring
+  as central low density (necrosis), a ring brighter than the parenchyma in a contrast
+  phase as rim enhancement (cf. ``seeds/004_bed3c69a800ae988.txt``: the "bull's eye"
+  sign of liver metastases, abscesses as non-enhancing low-density spaces;
+  ``seeds/001_fc47ebb88f3c1e60.txt``: metastases with central or peripheral calcification,
+  healed abscesses with a calcified wall);
+* cyst-like: water attenuation (about 0-20 HU), homogeneous and sharply marginated ->
+  kind ``"cyst"`` with density ``"cystic"``; otherwise kind ``"lesion"``, density
+  ``"hypodense"`` or ``"mixed"``;
+* location: lobe, depth below the capsule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..model import LESION_LABEL_BASE, Finding, Phase, Volume
+from ._geometry import LOBE_NAMES, LiverSurface, lobe_of
+
+__all__ = ["describe_lesions", "axial_diameters_mm", "LesionThresholds"]
+
+
+class LesionThresholds:
+    """Decision thresholds of the lesion describer (HU, mm, ratios); documented defaults."""
+
+    #: water-attenuation window of a cyst-like lesion, HU (mean of the non-calcified voxels)
+    cyst_hu_range: tuple[float, float] = (-15.0, 22.0)
+    #: edge sharpness at or above which a margin is well defined
+    well_defined_sharpness: float = 0.75
+    #: texture SD (excess over noise) at or below which a lesion is homogeneous, HU
+    homogeneous_texture_hu: float = 10.0
+    #: smallest ring-core difference read as a ring pattern, HU (and >= 20 % of the contrast)
+    ring_min_hu: float = 12.0
+    #: smallest lesion (largest inscribed radius) in which a ring pattern is looked for, mm
+    ring_min_radius_mm: float = 3.5
+    #: depth below the capsule under which a lesion is subcapsular, mm
+    subcapsular_mm: float = 10.0
+    #: HU above which a voxel inside a lesion counts as calcium (and at least parenchyma + this)
+    calcium_hu: float = 200.0
+    calcium_above_parenchyma_hu: float = 100.0
+
+
+def _phase(phase: Any) -> Phase:
+    if phase is None:
+        return Phase.UNKNOWN
+    phase = getattr(phase, "phase", phase)
+    try:
+        return Phase(phase)
+    except ValueError:
+        return Phase.UNKNOWN
+
+
+def _slice_contour_mm(mask2d: np.ndarray, spacing_yx: np.ndarray) -> np.ndarray:
+    """Sub-pixel outline (mm) of a 2-D mask: the 0.5 iso-line of the lightly smoothed mask."""
+    from skimage.measure import find_contours
+
+    m = np.pad(mask2d.astype(np.float32), 2)
+    m = ndi.gaussian_filter(m, 0.5)
+    cs = find_contours(m, 0.5)
+    if not cs:
+        return np.argwhere(mask2d) * spacing_yx
+    return (np.concatenate(cs) - 2.0) * spacing_yx
+
+
+def axial_diameters_mm(mask: np.ndarray, spacing_zyx: tuple[float, float, float]) -> tuple[float, float, int]:
+    """RECIST-style axial diameters of one object.
+
+    Parameters
+    ----------
+    mask: (Z, Y, X) bool ndarray
+        The object (usually cropped to its box).
+    spacing_zyx: tuple of 3 float
+        Voxel spacing in mm.
+
+    Returns
+    -------
+    (long_mm, short_mm, z)
+        Longest in-plane diameter over all slices, the object's width perpendicular to
+        it in the same slice, and that slice's index in ``mask``. Both are measured on
+        the sub-pixel outline of the slice (the 0.5 iso-line of the mask after a
+        half-pixel Gaussian), so a digitised disc of diameter *D* measures close to *D*.
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    sp2 = np.asarray(spacing_zyx[1:], dtype=float)
+    best = (0.0, 0.0, 0)
+    best_pts = None
+    for z in np.flatnonzero(mask.any(axis=(1, 2))):
+        m2 = mask[z]
+        if m2.sum() == 1:
+            d, pts = float(sp2.max()), None
+        else:
+            pts = _slice_contour_mm(m2, sp2)
+            try:
+                hp = pts[ConvexHull(pts).vertices] if len(pts) > 3 else pts
+            except (QhullError, ValueError):
+                hp = pts
+            diff = hp[:, None, :] - hp[None, :, :]
+            d2 = (diff**2).sum(-1)
+            i, j = np.unravel_index(int(np.argmax(d2)), d2.shape)
+            d = float(np.sqrt(d2[i, j]))
+            pts = (pts, diff[i, j] / max(d, 1e-9))
+        if d > best[0]:
+            best = (d, 0.0, int(z))
+            best_pts = pts
+    if best[0] == 0.0:
+        return best
+    if best_pts is None:
+        return (best[0], best[0], best[2])
+    pts, u = best_pts
+    v = np.array([-u[1], u[0]])
+    proj = pts @ v
+    short = float(proj.max() - proj.min())
+    return (best[0], min(short, best[0]), best[2])
+
+
+def _band_mean(img: np.ndarray, sel: np.ndarray) -> tuple[float, int]:
+    n = int(sel.sum())
+    return (float(img[sel].mean()) if n else float("nan"), n)
+
+
+def _describe_one(
+    n: int,
+    volume: Volume,
+    lesion: np.ndarray,
+    box: tuple[slice, ...],
+    *,
+    liver: np.ndarray,
+    lobes: np.ndarray | None,
+    surface: LiverSurface,
+    parenchyma_hu: float,
+    noise_hu: float,
+    phase: Phase,
+    th: type[LesionThresholds],
+) -> Finding:
+    sp = volume.spacing_zyx
+    img = volume.array[box].astype(np.float32)
+    liv = liver[box]
+    calcium = img > max(th.calcium_hu, parenchyma_hu + th.calcium_above_parenchyma_hu)
+    calcium_n = calcium.copy()
+    calcium = ndi.binary_dilation(calcium, ndi.generate_binary_structure(3, 1)) if calcium.any() else calcium
+    # soft tissue: calcium and its partial-volume neighbours left out
+    soft = lesion & ~calcium
+    if not soft.any():
+        soft = lesion
+    vals = img[soft]
+    n_vox = int(lesion.sum())
+    vol_mm3 = n_vox * volume.voxel_volume_mm3
+    hu_mean = float(vals.mean())
+    hu_sd = float(vals.std())
+    contrast = hu_mean - parenchyma_hu
+    noise = noise_hu if np.isfinite(noise_hu) and noise_hu > 0 else 1.0
+
+    long_mm, short_mm, _ = axial_diameters_mm(lesion, sp)
+
+    # signed distance to the boundary (mm): negative inside
+    d_in = ndi.distance_transform_edt(np.pad(lesion, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
+    d_out = ndi.distance_transform_edt(~lesion, sampling=sp)
+    r_max = float(d_in.max())
+    usable = liv & ~calcium
+
+    # margin: contrast crossed between the 2nd-3rd voxel layers inside and outside the
+    # boundary (the first layers are skipped: their HU is biased by where the boundary was
+    # drawn through the noise)
+    cross = ndi.generate_binary_structure(3, 1)
+    out1 = ndi.binary_dilation(lesion, cross, iterations=1)
+    out3 = ndi.binary_dilation(out1, cross, iterations=2)
+    in1 = ndi.binary_erosion(lesion, cross, iterations=1)
+    in3 = ndi.binary_erosion(in1, cross, iterations=2)
+    out_band, _ = _band_mean(img, usable & out3 & ~out1)
+    out_ref, n_ref = _band_mean(img, usable & ~lesion & (d_out > 5.0) & (d_out <= 10.0))
+    if n_ref < 10:
+        out_ref = parenchyma_hu
+    in_sel = soft & in1 & ~in3
+    if in_sel.sum() < 5:
+        in_sel = soft
+    in_band, _ = _band_mean(img, in_sel)
+    deep = soft & (d_in > max(min(4.0, 0.6 * r_max), 0.5 * r_max))
+    core_ref, n_core = _band_mean(img, deep)
+    if n_core < 5:
+        core_ref = hu_mean
+    total = out_ref - core_ref
+    sharp = (out_band - in_band) / total if abs(total) > 1e-3 and np.isfinite(out_band + in_band) else 0.0
+    margin = "well_defined" if sharp >= th.well_defined_sharpness else "ill_defined"
+
+    # homogeneity of the interior (boundary voxels excluded: partial volume)
+    interior = soft & (d_in > min(1.5, 0.5 * r_max))
+    if interior.sum() < 5:
+        interior = soft
+    isd = float(img[interior].std())
+    texture = float(np.sqrt(max(isd**2 - noise**2, 0.0)))
+    homogeneous = texture <= max(th.homogeneous_texture_hu, 0.15 * abs(contrast))
+
+    signs: list[str] = []
+    enhancement = None
+    ring_hu = core_hu = float("nan")
+    if r_max >= th.ring_min_radius_mm:
+        ring_w = max(2.0, 0.3 * r_max)
+        ring_sel = soft & (d_in > 1.0) & (d_in <= 1.0 + ring_w)
+        core_sel = soft & (d_in >= max(0.55 * r_max, 1.0 + ring_w))
+        ring_hu, n_r = _band_mean(img, ring_sel)
+        core_hu, n_c = _band_mean(img, core_sel)
+        if n_r >= 5 and n_c >= 5:
+            diff = ring_hu - core_hu
+            need = max(th.ring_min_hu, 0.2 * abs(contrast), 4.0 * noise * np.sqrt(1.0 / n_r + 1.0 / n_c))
+            if abs(diff) >= need:
+                signs.append("target")
+                if diff < 0:
+                    signs.append("bulls_eye")
+                else:
+                    signs.append("central_necrosis")
+                    if phase in (Phase.ARTERIAL, Phase.PORTAL_VENOUS, Phase.DELAYED):
+                        enhancement = "rim"
+    # an enhancing wall just outside the segmented (hypodense) part
+    rim_out, n_ro = _band_mean(img, usable & ~lesion & (d_out > 0.3) & (d_out <= 2.5))
+    if n_ro >= 10 and np.isfinite(out_ref):
+        excess = rim_out - out_ref
+        if excess >= max(th.ring_min_hu, 4.0 * noise / np.sqrt(n_ro)) and phase in (
+            Phase.ARTERIAL, Phase.PORTAL_VENOUS, Phase.DELAYED
+        ):
+            enhancement = "rim"
+
+    lo, hi = th.cyst_hu_range
+    cyst = lo <= hu_mean <= hi and homogeneous and margin == "well_defined" and not signs
+    if cyst:
+        kind, density = "cyst", "cystic"
+    else:
+        kind = "lesion"
+        density = "hypodense" if (homogeneous and not signs) else "mixed"
+        if contrast > -abs(th.ring_min_hu) and not signs:
+            density = "isodense"
+    if cyst and enhancement is None and phase in (Phase.ARTERIAL, Phase.PORTAL_VENOUS, Phase.DELAYED):
+        enhancement = "none"
+
+    # location
+    offset = tuple(b.start for b in box)
+    coords = np.argwhere(lesion) + np.asarray(offset)
+    lobe_val = lobe_of(lobes, coords, sp)
+    lobe = LOBE_NAMES.get(lobe_val)
+    centroid = coords.mean(axis=0)
+    surf_pts = np.argwhere(lesion & ~ndi.binary_erosion(lesion)) + np.asarray(offset)
+    depth_mm = float(surface.depth_mm(surf_pts).min()) if len(surf_pts) else float("nan")
+    depth = "subcapsular" if depth_mm <= th.subcapsular_mm else "deep"
+    location = []
+    if lobe in ("right", "left"):
+        location.append(f"{lobe}_lobe")
+    location.append(depth)
+
+    meas = {
+        "contrast_hu": round(contrast, 1),
+        "edge_sharpness": round(float(sharp), 3),
+        "edge_inner_hu": round(float(in_band), 1),
+        "edge_outer_hu": round(float(out_band), 1),
+        "edge_reference_hu": round(float(out_ref), 1),
+        "core_reference_hu": round(float(core_ref), 1),
+        "texture_sd_hu": round(texture, 1),
+        "inscribed_radius_mm": round(r_max, 2),
+        "parenchyma_hu": round(float(parenchyma_hu), 1),
+        "calcified_fraction": round(float((lesion & calcium_n).sum()) / max(n_vox, 1), 4),
+    }
+    if np.isfinite(ring_hu) and np.isfinite(core_hu):
+        meas["ring_hu"] = round(ring_hu, 1)
+        meas["core_hu"] = round(core_hu, 1)
+    if np.isfinite(rim_out):
+        meas["outer_band_hu"] = round(rim_out, 1)
+    return Finding(
+        id=f"lesion-{n:03d}",
+        kind=kind,
+        count=1,
+        size_mm=round(long_mm, 2) if long_mm > 0 else None,
+        hu=round(float(np.clip(hu_mean, -1100, 4000)), 1),
+        location=location,
+        density=density,
+        margin=margin,
+        enhancement=enhancement,
+        signs=signs,
+        label=LESION_LABEL_BASE + n,
+        centroid_mm=tuple(round(float(c), 3) for c in volume.voxel_to_mm(centroid)),
+        centroid_voxel=tuple(round(float(c), 3) for c in centroid),
+        volume_mm3=round(vol_mm3, 2),
+        longest_diameter_mm=round(long_mm, 2),
+        short_axis_mm=round(short_mm, 2),
+        hu_mean=round(hu_mean, 1),
+        hu_max=round(float(img[lesion].max()), 1),
+        hu_sd=round(hu_sd, 1),
+        lobe=lobe,
+        depth=depth,
+        depth_mm=round(depth_mm, 2) if np.isfinite(depth_mm) else None,
+        measurements=meas,
+    )
+
+
+def describe_lesions(
+    volume: Volume,
+    labels: np.ndarray,
+    *,
+    liver: Any,
+    lobes: np.ndarray | None,
+    parenchyma_hu: float,
+    noise_hu: float,
+    phase: Any = None,
+    pad_mm: float = 10.0,
+) -> list[Finding]:
+    """Describe every lesion of a lesion label map.
+
+    Parameters
+    ----------
+    volume: Volume
+        CT in HU.
+    labels: (Z, Y, X) int ndarray
+        0 background, n >= 1 lesion n (from :func:`calcscope.detect.find_lesions`).
+    liver: bool ndarray or object with ``mask``
+        Liver mask.
+    lobes: uint8 ndarray or None
+        Lobe map (1 right, 2 left, 3 caudate).
+    parenchyma_hu, noise_hu: float
+        Parenchymal HU and voxel noise of this scan (from the detector).
+    phase: Phase or str, optional
+        Contrast phase; rim enhancement is only reported in contrast phases.
+    pad_mm: float
+        Margin around each lesion searched for the parenchymal reference band, mm.
+
+    Returns
+    -------
+    list of Finding
+        One per lesion, ``id`` "lesion-%03d", ``label`` 100 + n, in label order.
+    """
+    liv = np.asarray(getattr(liver, "mask", liver), dtype=bool)
+    labels = np.asarray(labels)
+    ph = _phase(phase)
+    if not labels.any():
+        return []
+    surface = LiverSurface(liv, volume.spacing_zyx)
+    pads = [int(np.ceil(pad_mm / s)) for s in volume.spacing_zyx]
+    out = []
+    for n, box in enumerate(ndi.find_objects(labels.astype(np.int32)), start=1):
+        if box is None:
+            continue
+        big = tuple(slice(max(b.start - p, 0), min(b.stop + p, s)) for b, p, s in zip(box, pads, labels.shape))
+        lesion = labels[big] == n
+        out.append(
+            _describe_one(
+                n, volume, lesion, big, liver=liv, lobes=lobes, surface=surface,
+                parenchyma_hu=float(parenchyma_hu), noise_hu=float(noise_hu), phase=ph, th=LesionThresholds,
+            )
+        )
+    return out

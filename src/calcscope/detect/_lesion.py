@@ -1,0 +1,639 @@
+"""Detection and 3-D segmentation of focal hypodense liver lesions.
+
+The detector adapts to the scan: it measures the parenchymal attenuation (the mode of
+the smoothed HU inside the liver) and the image noise (a robust SD of a high-pass
+residual), looks for regions darker than the parenchyma by several noise units, and then
+refines every candidate on the full-resolution grid with its own threshold half-way
+between the parenchyma and the lesion core (the iso-contour a reader would trace).
+
+Steps
+-----
+1. Crop to the liver bounding box and block-average to a detection grid of about
+   ``detection_spacing_mm`` (so a 512x512x300 scan costs about the same as a small one).
+2. Normalised (mask-weighted) Gaussian smoothing inside the liver, with calcifications,
+   enhanced vessels and very bright voxels left out, so that fat outside the capsule and
+   calcium inside a lesion do not bias the lesion's HU.
+3. Parenchymal HU = mode of the smoothed HU in the liver eroded by ``rim_mm``; noise of the
+   smoothed image = 1.4826 x MAD around it.
+4. Hysteresis: seeds darker than ``parenchyma - max(k_seed * noise, min_contrast_hu)`` in the
+   eroded liver grow into voxels darker than ``parenchyma - max(k_grow * noise, ...)``; the
+   partial-volume rim under the capsule is only admitted next to a seed.
+5. Components below ``min_diameter_mm`` (equivalent-sphere diameter), with too little
+   contrast, or elongated and tubular (ducts, unenhanced vessels) are rejected; touching
+   lesions are split by a watershed on the distance map.
+6. Each lesion is re-segmented at full resolution at the half-contrast iso-level and its
+   holes (calcifications, bright centres of target lesions) are filled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import cc3d
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..model import Phase, Volume
+
+__all__ = ["LesionDetection", "find_lesions"]
+
+#: voxels brighter than this are treated as calcium/contrast and left out of the smoothing
+_BRIGHT_HU = 250.0
+
+
+@dataclass(eq=False)
+class LesionDetection:
+    """Result of :func:`find_lesions`.
+
+    Attributes
+    ----------
+    labels: (Z, Y, X) ndarray of int32
+        0 background, 1..n the lesions, numbered by centroid (z, y, x).
+    parenchyma_hu: float
+        Parenchymal attenuation of this scan (mode of the smoothed HU in the liver).
+    noise_hu: float
+        Robust SD of the voxel noise at full resolution, HU.
+    seed_threshold_hu, grow_threshold_hu: float
+        Hysteresis thresholds applied to the smoothed detection image, HU.
+    smoothed_noise_hu: float
+        Spread (robust SD) of the smoothed parenchyma on the detection grid, HU.
+    tubular: (Z, Y, X) ndarray of bool or None
+        Elongated hypodense structures rejected as lesions (duct or unenhanced vessel
+        candidates); :func:`calcscope.detect.find_ducts` may use them.
+    rejected: dict
+        Reason -> number of candidate components rejected.
+    """
+
+    labels: np.ndarray
+    parenchyma_hu: float
+    noise_hu: float
+    seed_threshold_hu: float = float("nan")
+    grow_threshold_hu: float = float("nan")
+    smoothed_noise_hu: float = float("nan")
+    tubular: np.ndarray | None = None
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return int(self.labels.max()) if self.labels.size else 0
+
+
+# --------------------------------------------------------------------------------------
+# shared helpers (also used by the duct detector)
+# --------------------------------------------------------------------------------------
+
+
+def liver_mask_of(liver: Any) -> np.ndarray:
+    """The boolean liver mask from an array or from an object with a ``mask`` attribute."""
+    mask = getattr(liver, "mask", liver)
+    mask = np.asarray(mask)
+    if mask.ndim != 3:
+        raise ValueError(f"liver mask must be 3-D (z, y, x); got shape {mask.shape}")
+    return mask.astype(bool, copy=False)
+
+
+def label_array_of(obj: Any) -> np.ndarray | None:
+    """An integer label array from an array, a detection result (``labels``/``mask``) or None."""
+    if obj is None:
+        return None
+    for attr in ("labels", "mask"):
+        if hasattr(obj, attr):
+            obj = getattr(obj, attr)
+            break
+    return None if obj is None else np.asarray(obj)
+
+
+def phase_of(phase: Any) -> Phase:
+    """Normalise a phase given as :class:`Phase`, its string value, a PhaseEstimate or None."""
+    if phase is None:
+        return Phase.UNKNOWN
+    phase = getattr(phase, "phase", phase)
+    try:
+        return Phase(phase)
+    except ValueError:
+        return Phase.UNKNOWN
+
+
+def bbox_slices(mask: np.ndarray, *, pad: int = 0) -> tuple[slice, ...] | None:
+    """Bounding-box slices of the True voxels of ``mask`` enlarged by ``pad`` voxels."""
+    if not mask.any():
+        return None
+    out = []
+    for ax in range(mask.ndim):
+        other = tuple(i for i in range(mask.ndim) if i != ax)
+        idx = np.flatnonzero(mask.any(axis=other))
+        out.append(slice(max(int(idx[0]) - pad, 0), min(int(idx[-1]) + pad + 1, mask.shape[ax])))
+    return tuple(out)
+
+
+def _block_sum(a: np.ndarray, f: tuple[int, int, int]) -> np.ndarray:
+    """Sum over non-overlapping blocks of ``f`` voxels (edges zero-padded)."""
+    if f == (1, 1, 1):
+        return a.astype(np.float32, copy=False)
+    pads = [(0, (-s) % k) for s, k in zip(a.shape, f)]
+    a = np.pad(a.astype(np.float32, copy=False), pads)
+    z, y, x = a.shape
+    return a.reshape(z // f[0], f[0], y // f[1], f[1], x // f[2], f[2]).sum(axis=(1, 3, 5))
+
+
+def block_factors(spacing_zyx: tuple[float, float, float], target_mm: float) -> tuple[int, int, int]:
+    """Integer down-sampling factors bringing each spacing close to (not above) ``target_mm``."""
+    return tuple(max(1, int(np.floor(target_mm / s + 0.25))) for s in spacing_zyx)  # type: ignore[return-value]
+
+
+def normalized_smooth(
+    image: np.ndarray, weight: np.ndarray, spacing_zyx: tuple[float, ...], sigma_mm: float
+) -> np.ndarray:
+    """Gaussian smoothing of ``image`` using only voxels where ``weight`` > 0.
+
+    Normalised convolution: ``G(image * weight) / G(weight)``; voxels with no support keep
+    their own value.
+    """
+    sig = [sigma_mm / s for s in spacing_zyx]
+    w = weight.astype(np.float32)
+    num = ndi.gaussian_filter(image.astype(np.float32) * w, sig, mode="nearest", truncate=3.0)
+    den = ndi.gaussian_filter(w, sig, mode="nearest", truncate=3.0)
+    out = image.astype(np.float32).copy()
+    ok = den > 1e-3
+    out[ok] = num[ok] / den[ok]
+    return out
+
+
+def robust_noise_hu(image: np.ndarray, mask: np.ndarray, *, max_samples: int = 2_000_000) -> float:
+    """Robust SD of the voxel noise: MAD of in-plane neighbour differences / sqrt(2).
+
+    Only pairs of voxels that both lie in ``mask`` count. Differences of neighbours
+    cancel the smooth anatomy, so this measures the high-frequency noise.
+    """
+    a = image.astype(np.float32, copy=False)
+    vals = []
+    for ax in (1, 2):
+        sl0 = [slice(None)] * 3
+        sl1 = [slice(None)] * 3
+        sl0[ax] = slice(0, -1)
+        sl1[ax] = slice(1, None)
+        ok = mask[tuple(sl0)] & mask[tuple(sl1)]
+        d = (a[tuple(sl1)] - a[tuple(sl0)])[ok]
+        vals.append(d)
+    d = np.concatenate(vals) if vals else np.zeros(0, np.float32)
+    if d.size < 10:
+        return float("nan")
+    if d.size > max_samples:
+        d = d[:: d.size // max_samples + 1]
+    mad = np.median(np.abs(d - np.median(d)))
+    return float(1.4826 * mad / np.sqrt(2.0))
+
+
+def histogram_mode(values: np.ndarray, *, lo: float = -200.0, hi: float = 400.0, smooth_hu: float = 2.0) -> float:
+    """Mode of ``values`` from a 1-HU histogram smoothed by ``smooth_hu``."""
+    v = values[(values > lo) & (values < hi)]
+    if v.size == 0:
+        return float(np.median(values)) if values.size else float("nan")
+    hist, edges = np.histogram(v, bins=int(hi - lo), range=(lo, hi))
+    hist = ndi.gaussian_filter1d(hist.astype(float), smooth_hu)
+    i = int(np.argmax(hist))
+    return float(0.5 * (edges[i] + edges[i + 1]))
+
+
+def edt_mm(mask: np.ndarray, spacing_zyx: tuple[float, ...]) -> np.ndarray:
+    """Euclidean distance (mm) of every True voxel to the nearest False voxel."""
+    return ndi.distance_transform_edt(mask, sampling=spacing_zyx).astype(np.float32)
+
+
+@dataclass(eq=False)
+class LiverGrid:
+    """The liver crop on the (possibly coarser) detection grid, with scan statistics."""
+
+    crop: tuple[slice, ...]  # crop of the full volume (full-resolution indices)
+    factors: tuple[int, int, int]  # block factors full -> detection grid
+    spacing_zyx: tuple[float, float, float]  # detection-grid spacing
+    liver: np.ndarray  # bool, detection grid
+    deep: np.ndarray  # bool, liver eroded by rim_mm
+    smoothed: np.ndarray  # float32 smoothed HU (detection grid)
+    coarse: np.ndarray  # float32 HU smoothed at the coarse scale (detection grid)
+    depth_mm: np.ndarray  # float32 distance to the liver surface (detection grid)
+    parenchyma_hu: float
+    noise_hu: float  # full-resolution voxel noise
+    smoothed_noise_hu: float  # spread of the smoothed parenchyma
+    coarse_noise_hu: float  # spread of the coarse-scale parenchyma
+    excluded_full: np.ndarray  # bool, full-res crop: voxels left out (calcium, vessels, bright)
+
+    def to_full(self, small: np.ndarray, full_shape: tuple[int, ...]) -> np.ndarray:
+        """Nearest-neighbour upsampling of a detection-grid array onto the full-res crop."""
+        a = small
+        for ax, f in enumerate(self.factors):
+            if f > 1:
+                a = np.repeat(a, f, axis=ax)
+        return a[: full_shape[0], : full_shape[1], : full_shape[2]]
+
+
+def prepare_liver_grid(
+    volume: Volume,
+    liver_mask: np.ndarray,
+    *,
+    exclude: np.ndarray | None = None,
+    detection_spacing_mm: float = 1.5,
+    smoothing_mm: float = 1.2,
+    coarse_smoothing_mm: float = 2.5,
+    rim_mm: float = 3.0,
+) -> LiverGrid | None:
+    """Crop, block-average and smooth the liver; measure parenchymal HU and noise.
+
+    Returns None when the liver mask is empty.
+    """
+    crop = bbox_slices(liver_mask, pad=1)
+    if crop is None:
+        return None
+    img = volume.array[crop].astype(np.float32)
+    liv = liver_mask[crop]
+    excl = img > _BRIGHT_HU
+    if exclude is not None:
+        excl |= exclude[crop]
+    valid = liv & ~excl
+
+    noise = robust_noise_hu(img, valid)
+
+    f = block_factors(volume.spacing_zyx, detection_spacing_mm)
+    sp = tuple(s * k for s, k in zip(volume.spacing_zyx, f))
+    nvox = float(np.prod(f))
+    w_sum = _block_sum(valid, f)
+    i_sum = _block_sum(np.where(valid, img, 0.0), f)
+    l_frac = _block_sum(liv, f) / nvox
+    small_liver = l_frac >= 0.5
+    mean_small = np.where(w_sum > 0, i_sum / np.maximum(w_sum, 1e-6), 0.0).astype(np.float32)
+    weight_small = (w_sum / nvox) * small_liver
+
+    smoothed = normalized_smooth(mean_small, weight_small, sp, smoothing_mm)
+    coarse = normalized_smooth(mean_small, weight_small, sp, coarse_smoothing_mm)
+    depth = edt_mm(small_liver, sp)
+    deep = depth > rim_mm
+    if deep.sum() < 50:  # tiny liver: use what there is
+        deep = small_liver
+    vals = smoothed[deep & (weight_small > 0.5)]
+    if vals.size == 0:
+        vals = smoothed[small_liver]
+    par = histogram_mode(vals)
+    snoise = float(1.4826 * np.median(np.abs(vals - par))) if vals.size else float("nan")
+    cvals = coarse[deep & (weight_small > 0.5)]
+    cnoise = float(1.4826 * np.median(np.abs(cvals - np.median(cvals)))) if cvals.size else snoise
+    if not np.isfinite(noise):
+        noise = snoise
+    return LiverGrid(
+        crop=crop,
+        factors=f,
+        spacing_zyx=sp,  # type: ignore[arg-type]
+        liver=small_liver,
+        deep=deep,
+        smoothed=smoothed,
+        coarse=coarse,
+        depth_mm=depth,
+        parenchyma_hu=par,
+        noise_hu=float(noise),
+        smoothed_noise_hu=max(snoise, 0.5),
+        coarse_noise_hu=max(cnoise, 0.5),
+        excluded_full=excl,
+    )
+
+
+def component_shape(mask: np.ndarray, spacing_zyx: tuple[float, ...]) -> dict[str, float]:
+    """Shape descriptors of one binary component (cropped to its box) in mm.
+
+    ``r_max_mm`` is the largest inscribed radius (distance map maximum less half a voxel),
+    ``sphere_ratio`` the volume over that of the inscribed sphere (1 for a ball, large for
+    a tube), ``extent_mm`` the length along the principal axis. Holes (noise) are filled
+    first.
+    """
+    vox = float(np.prod(spacing_zyx))
+    mask = ndi.binary_fill_holes(mask)
+    n = int(mask.sum())
+    vol = n * vox
+    d = edt_mm(np.pad(mask, 1), spacing_zyx)
+    # the distance map reaches the first voxel centre outside, half a voxel past the edge
+    r_max = max(float(d.max()) - 0.5 * float(min(spacing_zyx)), 0.5 * float(min(spacing_zyx))) if n else 0.0
+    ratio = vol / (4.0 / 3.0 * np.pi * r_max**3) if r_max > 0 else 0.0
+    pts = np.argwhere(mask) * np.asarray(spacing_zyx)
+    if n >= 3:
+        c = pts - pts.mean(axis=0)
+        _, s, vt = np.linalg.svd(c, full_matrices=False)
+        proj = c @ vt[0]
+        extent = float(proj.max() - proj.min()) + float(min(spacing_zyx))
+    else:
+        extent = float(max(spacing_zyx))
+    return {"volume_mm3": vol, "r_max_mm": r_max, "sphere_ratio": float(ratio), "extent_mm": extent}
+
+
+def is_tubular(shape: dict[str, float], *, min_ratio: float = 4.0, min_elongation: float = 3.5) -> bool:
+    """True for elongated tube-like components (length several times the calibre)."""
+    diam = 2.0 * shape["r_max_mm"]
+    return shape["sphere_ratio"] >= min_ratio and shape["extent_mm"] >= min_elongation * diam
+
+
+# --------------------------------------------------------------------------------------
+# lesion detection
+# --------------------------------------------------------------------------------------
+
+
+def _split_touching(comp: np.ndarray, spacing_zyx: tuple[float, ...], *, h_mm: float) -> np.ndarray:
+    """Split a binary component at narrow necks: watershed of the distance map.
+
+    Returns an int32 label image of the same shape (1..k); a single label when no neck
+    deeper than ``h_mm`` exists.
+    """
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    d = edt_mm(comp, spacing_zyx)
+    peaks = h_maxima(d, h_mm)
+    markers, k = ndi.label(peaks & comp, structure=np.ones((3, 3, 3)))
+    if k <= 1:
+        return comp.astype(np.int32)
+    return watershed(-d, markers, mask=comp).astype(np.int32)
+
+
+def _candidates(
+    grid: LiverGrid,
+    *,
+    k_seed: float,
+    k_grow: float,
+    min_contrast_hu: float,
+    rim_mm: float,
+) -> tuple[np.ndarray, float, float]:
+    """Hysteresis mask of hypodense voxels on the detection grid."""
+    p, sn = grid.parenchyma_hu, grid.smoothed_noise_hu
+    t_seed = p - max(k_seed * sn, min_contrast_hu)
+    t_grow = p - max(k_grow * sn, 0.5 * min_contrast_hu)
+    s = grid.smoothed
+    grow = (s < t_grow) & grid.liver
+    t_coarse = p - max(k_seed * grid.coarse_noise_hu, min_contrast_hu)
+    seeds = ((s < t_seed) | (grid.coarse < t_coarse)) & grid.deep & grow
+    # subcapsular rim: admitted only within rim_mm (+1 voxel) of the deep part of a candidate
+    deep_part = grow & grid.deep
+    near = ndi.distance_transform_edt(~deep_part, sampling=grid.spacing_zyx) <= rim_mm + max(grid.spacing_zyx)
+    grow &= grid.deep | near
+    lab = cc3d.connected_components(grow, connectivity=6)
+    keep = np.unique(lab[seeds])
+    keep = keep[keep > 0]
+    return np.isin(lab, keep), seeds, t_seed, t_grow
+
+
+def _refine(
+    full_img: np.ndarray,
+    full_liver: np.ndarray,
+    full_excluded: np.ndarray,
+    calc: np.ndarray | None,
+    core: np.ndarray,
+    seed: np.ndarray,
+    spacing_zyx: tuple[float, float, float],
+    *,
+    parenchyma_hu: float,
+    sigma_mm: float,
+    margin_mm: float,
+    rim_mm: float,
+) -> np.ndarray:
+    """Full-resolution segmentation of one lesion in its box at the half-contrast level.
+
+    ``core`` is the detection component (it bounds the search zone), ``seed`` its darkest
+    part, whose raw median HU is the lesion's attenuation.
+    """
+    valid = full_liver & ~full_excluded
+    sm = normalized_smooth(full_img, valid, spacing_zyx, sigma_mm)
+    inner = seed & valid
+    if not inner.any():
+        inner = core & valid
+    if inner.sum() >= 125:
+        er = ndi.binary_erosion(inner)
+        if er.sum() >= 27:
+            inner = er
+    core_hu = float(np.median(full_img[inner])) if inner.any() else float(np.median(sm[core]))
+    thr = 0.5 * (parenchyma_hu + core_hu)
+    dist_out = ndi.distance_transform_edt(~core, sampling=spacing_zyx)
+    zone = (dist_out <= margin_mm) & full_liver
+    reg = (sm < thr) & zone & ~full_excluded
+    # the partial-volume rim of the liver surface only next to the lesion's deep part
+    depth = edt_mm(full_liver, spacing_zyx)
+    deep_reg = reg & (depth > rim_mm)
+    if deep_reg.any():
+        near = ndi.distance_transform_edt(~deep_reg, sampling=spacing_zyx) <= rim_mm + max(spacing_zyx)
+        reg &= (depth > rim_mm) | near
+    # in-plane majority vote: drops single noisy voxels and one-voxel spurs
+    votes = ndi.uniform_filter(reg.astype(np.float32), size=(1, 3, 3), mode="constant") * 9.0
+    reg &= votes >= 4.5
+    lab = cc3d.connected_components(reg, connectivity=6)
+    hit = np.unique(lab[core & reg])
+    hit = hit[hit > 0]
+    if hit.size == 0:
+        reg = core.copy()
+    else:
+        reg = np.isin(lab, hit)
+    # calcifications touching the lesion, and holes (bright centres), belong to it
+    if calc is not None:
+        touch = calc & ndi.binary_dilation(reg, iterations=1)
+        if touch.any():
+            clab = cc3d.connected_components(calc, connectivity=26)
+            ids = np.unique(clab[touch])
+            reg |= np.isin(clab, ids[ids > 0]) & ndi.binary_dilation(reg, iterations=2)
+    reg = ndi.binary_fill_holes(reg)
+    for z in range(reg.shape[0]):
+        if reg[z].any():
+            reg[z] = ndi.binary_fill_holes(reg[z])
+    return reg & full_liver
+
+
+def find_lesions(
+    volume: Volume,
+    liver: Any,
+    *,
+    phase: Any = None,
+    calcifications: Any = None,
+    vessels: Any = None,
+    min_diameter_mm: float = 5.0,
+    min_contrast_hu: float = 10.0,
+    k_seed: float = 5.0,
+    k_grow: float = 2.0,
+    detection_spacing_mm: float = 1.5,
+    smoothing_mm: float = 1.2,
+    refine_sigma_mm: float = 0.8,
+    rim_mm: float = 3.0,
+    split_neck_mm: float = 2.0,
+) -> LesionDetection:
+    """Find and segment focal hypodense lesions inside the liver.
+
+    Parameters
+    ----------
+    volume: Volume
+        CT in HU.
+    liver: ndarray of bool or object with ``mask``
+        Liver mask on the grid of ``volume`` (a LiverSegmentation is accepted).
+    phase: Phase, str or PhaseEstimate, optional
+        Contrast phase (recorded; the thresholds are relative to this scan's parenchyma
+        in every phase).
+    calcifications: int/bool label array or CalcificationDetection, optional
+        Calcifications; they are left out of the HU statistics and filled into the
+        lesion that contains them.
+    vessels: bool array, optional
+        Enhanced vessels recognised inside the liver; left out of the statistics.
+    min_diameter_mm: float
+        Smallest lesion kept (equivalent-sphere diameter of the final segmentation,
+        with a 10 % allowance for partial volume).
+    min_contrast_hu: float
+        Smallest parenchyma-minus-lesion difference ever accepted as a seed, HU.
+    k_seed, k_grow: float
+        Hysteresis thresholds in units of the smoothed parenchyma's robust SD.
+    detection_spacing_mm, smoothing_mm: float
+        Grid spacing of the detection pass and its Gaussian smoothing (mm).
+    refine_sigma_mm: float
+        Gaussian smoothing of the full-resolution refinement (mm).
+    rim_mm: float
+        Depth of the subcapsular zone where partial volume with fat darkens the liver.
+    split_neck_mm: float
+        Touching lesions are split when each is at least this much (mm of radius)
+        thicker than the neck between them.
+
+    Returns
+    -------
+    LesionDetection
+    """
+    del phase  # thresholds adapt to the scan itself; kept for the stage contract
+    liv = liver_mask_of(liver)
+    if liv.shape != volume.shape:
+        raise ValueError(f"liver mask shape {liv.shape} differs from the volume {volume.shape}")
+    calc_full = label_array_of(calcifications)
+    calc_full = None if calc_full is None else calc_full > 0
+    ves_full = label_array_of(vessels)
+    ves_full = None if ves_full is None else ves_full > 0
+    exclude = None
+    for m in (calc_full, ves_full):
+        if m is not None:
+            exclude = m if exclude is None else (exclude | m)
+
+    empty = np.zeros(volume.shape, np.int32)
+    grid = prepare_liver_grid(
+        volume, liv, exclude=exclude, detection_spacing_mm=detection_spacing_mm,
+        smoothing_mm=smoothing_mm, rim_mm=rim_mm,
+    )
+    if grid is None:
+        return LesionDetection(labels=empty, parenchyma_hu=float("nan"), noise_hu=float("nan"))
+
+    cand, seeds, t_seed, t_grow = _candidates(
+        grid, k_seed=k_seed, k_grow=k_grow, min_contrast_hu=min_contrast_hu, rim_mm=rim_mm
+    )
+    rejected: dict[str, int] = {"small": 0, "tubular": 0, "low_contrast": 0}
+    sp = grid.spacing_zyx
+    lab = cc3d.connected_components(cand, connectivity=6)
+    tubular_small = np.zeros_like(cand)
+    min_vol_mm3 = np.pi / 6.0 * (0.9 * min_diameter_mm) ** 3
+    pieces: list[tuple[tuple[slice, ...], np.ndarray]] = []
+    for i, box in enumerate(ndi.find_objects(lab), start=1):
+        if box is None:
+            continue
+        comp = lab[box] == i
+        shape = component_shape(comp, sp)
+        if shape["volume_mm3"] < 0.5 * min_vol_mm3:
+            rejected["small"] += 1
+            continue
+        if is_tubular(shape):
+            rejected["tubular"] += 1
+            tubular_small[box] |= comp
+            continue
+        parts = comp.astype(np.int32)
+        if shape["sphere_ratio"] > 1.6:
+            parts = _split_touching(comp, sp, h_mm=split_neck_mm)
+        for j in range(1, int(parts.max()) + 1):
+            pieces.append((box, parts == j))
+
+    # full-resolution refinement
+    full_img = volume.array[grid.crop].astype(np.float32)
+    full_liv = liv[grid.crop]
+    full_calc = None if calc_full is None else calc_full[grid.crop]
+    fsp = volume.spacing_zyx
+    out = np.zeros(full_liv.shape, np.int32)
+    regions: list[np.ndarray] = []
+    boxes: list[tuple[slice, ...]] = []
+    for box, comp in pieces:
+        seed_small = comp & seeds[box]
+        fbox_lo = [b.start * f for b, f in zip(box, grid.factors)]
+        fbox_hi = [min(b.stop * f, n) for b, f, n in zip(box, grid.factors, full_liv.shape)]
+        size_mm = max((hi - lo) * s for lo, hi, s in zip(fbox_lo, fbox_hi, fsp))
+        margin_mm = max(3.0, 0.25 * size_mm)
+        pad = [int(np.ceil((margin_mm + 3 * refine_sigma_mm) / s)) + 1 for s in fsp]
+        fb = tuple(
+            slice(max(lo - p, 0), min(hi + p, n)) for lo, hi, p, n in zip(fbox_lo, fbox_hi, pad, full_liv.shape)
+        )
+        # detection component on the full grid, inside fb
+        core_full = np.zeros(tuple(b.stop - b.start for b in fb), bool)
+        up = comp
+        for ax, f in enumerate(grid.factors):
+            if f > 1:
+                up = np.repeat(up, f, axis=ax)
+        off = [lo - b.start for lo, b in zip(fbox_lo, fb)]
+        sl = tuple(slice(o, min(o + u, c)) for o, u, c in zip(off, up.shape, core_full.shape))
+        core_full[sl] = up[tuple(slice(0, s.stop - s.start) for s in sl)]
+        core_full &= full_liv[fb]
+        seed_full = np.zeros_like(core_full)
+        up = seed_small
+        for ax, f in enumerate(grid.factors):
+            if f > 1:
+                up = np.repeat(up, f, axis=ax)
+        seed_full[sl] = up[tuple(slice(0, s.stop - s.start) for s in sl)]
+        seed_full &= core_full
+        if not core_full.any():
+            continue
+        reg = _refine(
+            full_img[fb], full_liv[fb], grid.excluded_full[fb],
+            None if full_calc is None else full_calc[fb], core_full, seed_full, fsp,
+            parenchyma_hu=grid.parenchyma_hu, sigma_mm=refine_sigma_mm, margin_mm=margin_mm, rim_mm=rim_mm,
+        )
+        regions.append(reg)
+        boxes.append(fb)
+
+    # acceptance on the refined masks, then paint without overlap
+    vox = volume.voxel_volume_mm3
+    accepted = []
+    for reg, fb in zip(regions, boxes):
+        n = int(reg.sum())
+        if n * vox < min_vol_mm3:
+            rejected["small"] += 1
+            continue
+        vals = full_img[fb][reg & ~grid.excluded_full[fb]]
+        if vals.size == 0:
+            rejected["low_contrast"] += 1
+            continue
+        contrast = grid.parenchyma_hu - float(np.median(vals))
+        # contrast must stand out of the noise of the lesion's own mean
+        if contrast < max(0.5 * min_contrast_hu, 4.0 * grid.noise_hu / np.sqrt(vals.size)):
+            rejected["low_contrast"] += 1
+            continue
+        shape = component_shape(reg, fsp)
+        if is_tubular(shape):
+            rejected["tubular"] += 1
+            continue
+        accepted.append((reg, fb))
+    # paint in acceptance order without overlap, then number by centroid (z, y, x)
+    for k, (reg, fb) in enumerate(accepted, start=1):
+        view = out[fb]
+        view[reg & (view == 0)] = k
+    cents = ndi.center_of_mass(np.ones(out.shape, np.uint8), out, range(1, len(accepted) + 1)) if accepted else []
+    cents = [tuple(c) if np.all(np.isfinite(c)) else (np.inf,) * 3 for c in cents]
+    order = sorted(range(len(accepted)), key=lambda i: cents[i])
+    remap = np.zeros(len(accepted) + 1, np.int32)
+    for new, old in enumerate(order, start=1):
+        remap[old + 1] = new
+    out = remap[out]
+    labels = empty
+    labels[grid.crop] = out
+
+    tubular = None
+    if tubular_small.any():
+        tubular = np.zeros(volume.shape, bool)
+        tubular[grid.crop] = grid.to_full(tubular_small, full_liv.shape) & full_liv
+    return LesionDetection(
+        labels=labels,
+        parenchyma_hu=grid.parenchyma_hu,
+        noise_hu=grid.noise_hu,
+        seed_threshold_hu=t_seed,
+        grow_threshold_hu=t_grow,
+        smoothed_noise_hu=grid.smoothed_noise_hu,
+        tubular=tubular,
+        rejected=rejected,
+    )

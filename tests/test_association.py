@@ -1,0 +1,120 @@
+"""Calcification-to-lesion/duct association on a hand-made volume of known layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from calcscope.describe import associate, describe_ducts, describe_lesions
+from calcscope.detect import find_ducts, find_lesions
+from calcscope.model import Finding, Volume
+
+SP = (2.5, 1.5, 1.5)
+
+
+def _pts(shape, sp):
+    z, y, x = np.indices(shape).astype(float)
+    return np.stack([z * sp[0], y * sp[1], x * sp[2]], -1)
+
+
+def _ball(pts, c, d):
+    return ((pts - np.asarray(c, float)) ** 2).sum(-1) <= (d / 2) ** 2
+
+
+def _seg(pts, p0, p1, d):
+    a, b = np.asarray(p0, float), np.asarray(p1, float)
+    t = np.clip(((pts - a) @ (b - a)) / ((b - a) @ (b - a)), 0, 1)
+    return ((pts - (a + t[..., None] * (b - a))) ** 2).sum(-1) <= (d / 2) ** 2
+
+
+@pytest.fixture(scope="module")
+def scene():
+    shape = (44, 120, 120)
+    pts = _pts(shape, SP)
+    c = np.array([(n - 1) * s / 2 for n, s in zip(shape, SP)])
+    liver = (((pts - c) / (0.88 * c)) ** 2).sum(-1) <= 1
+    img = np.full(shape, -100.0)
+    img[liver] = 105.0  # portal venous parenchyma
+    met_c, cyst_c = (55, 50, 50), (55, 50, 125)
+    met = _ball(pts, met_c, 30.0)
+    img[met] = 60.0  # solid hypodense mass
+    cyst = _ball(pts, cyst_c, 24.0)
+    img[cyst] = 8.0
+    shell = _ball(pts, cyst_c, 28.0) & ~cyst & (pts[..., 1] < 122)  # calcified wall arc
+    duct = _seg(pts, (55, 125, 40), (55, 125, 140), 7.0)
+    img[duct] = 10.0
+    small = _ball(pts, (55, 125, 150), 12.0)  # not a lesion: only the liver test case
+    del small
+    calcs = [
+        _ball(pts, met_c, 4.5),  # centre of the metastasis
+        _ball(pts, (55, 50, 50 + 11.0), 3.5),  # periphery of the metastasis
+        shell,  # wall of the cyst
+        _ball(pts, (55, 125, 70), 4.0),  # stone 1 in the duct
+        _ball(pts, (55, 125, 105), 4.0),  # stone 2 in the duct
+        _ball(pts, (30, 150, 80), 3.0),  # isolated parenchymal focus
+    ]
+    labels = np.zeros(shape, np.int32)
+    for i, m in enumerate(calcs, start=1):
+        m = m & liver
+        img[m] = 500.0
+        labels[m] = i
+    img = ndi.gaussian_filter(img, [0.7 / s for s in SP]) + np.random.default_rng(0).normal(0, 12, shape)
+    vol = Volume(array=np.round(img).astype(np.int16), spacing_zyx=SP)
+    les = find_lesions(vol, liver, phase="portal_venous", calcifications=labels)
+    ducts = find_ducts(vol, liver, phase="portal_venous", lesions=les.labels, calcifications=labels)
+    lf = describe_lesions(
+        vol, les.labels, liver=liver, lobes=None, parenchyma_hu=les.parenchyma_hu, noise_hu=les.noise_hu,
+        phase="portal_venous",
+    )
+    df = describe_ducts(vol, ducts.mask, liver=liver, lobes=None)
+    cf = [Finding(kind="calcification", id=f"calc-{n:03d}", label=1000 + n) for n in range(1, len(calcs) + 1)]
+    associate(cf, lf, df, volume=vol, calc_labels=labels, lesion_labels=les.labels, duct_mask=ducts.mask)
+    return lf, df, cf
+
+
+def test_lesions_and_duct_found(scene):
+    lf, df, _ = scene
+    kinds = sorted(f.kind for f in lf)
+    assert kinds == ["cyst", "lesion"]
+    assert len(df) == 1
+
+
+def test_relations(scene):
+    lf, df, cf = scene
+    met = next(f for f in lf if f.kind == "lesion")
+    cyst = next(f for f in lf if f.kind == "cyst")
+    duct = df[0]
+    expect = [
+        (met.id, "centre", "in_lesion_centre"),
+        (met.id, "periphery", "in_lesion_rim"),
+        (cyst.id, "wall", "cyst_wall"),
+        (duct.id, "in_duct", "along_duct"),
+        (duct.id, "in_duct", "along_duct"),
+        (None, None, None),
+    ]
+    for c, (parent, rel, loc) in zip(cf, expect):
+        assert (c.parent_id, c.relation) == (parent, rel), c.id
+        if loc:
+            assert loc in c.location
+        else:
+            assert c.location == []
+    assert sorted(met.children) == ["calc-001", "calc-002"]
+    assert cyst.children == ["calc-003"]
+    assert duct.children == ["calc-004", "calc-005"]
+    assert cf[3].shape == "beaded" and cf[4].shape == "beaded"
+    assert "duct_dilatation_upstream" in duct.signs
+
+
+def test_whole_lesion_calcification():
+    shape = (24, 60, 60)
+    pts = _pts(shape, SP)
+    lesion = np.zeros(shape, np.int32)
+    lesion[_ball(pts, (30, 45, 45), 8.0)] = 1
+    calc = np.zeros(shape, np.int32)
+    calc[_ball(pts, (30, 45, 45), 7.0)] = 1
+    vol = Volume(array=np.zeros(shape, np.int16), spacing_zyx=SP)
+    lf = [Finding(kind="lesion", id="lesion-001", label=101)]
+    cf = [Finding(kind="calcification", id="calc-001", label=1001)]
+    associate(cf, lf, [], volume=vol, calc_labels=calc, lesion_labels=lesion, duct_mask=None)
+    assert cf[0].relation == "whole" and cf[0].parent_id == "lesion-001"

@@ -1,0 +1,184 @@
+"""Hypodense lesion detection and description on hand-made volumes of known geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from calcscope.describe import describe_lesions
+from calcscope.describe._lesion import axial_diameters_mm
+from calcscope.detect import find_lesions
+from calcscope.model import Volume
+
+SPACING = (2.5, 1.5, 1.5)
+
+
+def _grid(shape, sp):
+    z, y, x = np.indices(shape).astype(float)
+    return z * sp[0], y * sp[1], x * sp[2]
+
+
+def _block(shape=(40, 100, 100), sp=SPACING, liver_hu=60.0, noise_hu=12.0, spheres=(), seed=0):
+    """A noisy ellipsoidal 'liver' in fat with spheres (centre_mm zyx, diameter_mm, HU)."""
+    zz, yy, xx = _grid(shape, sp)
+    c = [(n - 1) * s / 2 for n, s in zip(shape, sp)]
+    liver = ((zz - c[0]) / (0.85 * c[0])) ** 2 + ((yy - c[1]) / (0.85 * c[1])) ** 2 + ((xx - c[2]) / (0.85 * c[2])) ** 2 <= 1
+    img = np.full(shape, -100.0)
+    img[liver] = liver_hu
+    truth = np.zeros(shape, np.int32)
+    for i, (cen, d, hu) in enumerate(spheres, start=1):
+        m = ((zz - cen[0]) ** 2 + (yy - cen[1]) ** 2 + (xx - cen[2]) ** 2 <= (d / 2) ** 2) & liver
+        img[m] = hu
+        truth[m] = i
+    img = ndi.gaussian_filter(img, [0.7 / s for s in sp])
+    img += np.random.default_rng(seed).normal(0, noise_hu, shape)
+    return Volume(array=np.round(img).astype(np.int16), spacing_zyx=sp), liver, truth
+
+
+def _match(truth, labels):
+    out = {}
+    for i in range(1, int(truth.max()) + 1):
+        t = truth == i
+        ids, counts = np.unique(labels[t], return_counts=True)
+        counts = counts[ids > 0]
+        ids = ids[ids > 0]
+        if ids.size == 0:
+            out[i] = (None, 0.0)
+            continue
+        k = int(ids[np.argmax(counts)])
+        p = labels == k
+        out[i] = (k, 2 * (t & p).sum() / (t.sum() + p.sum()))
+    return out
+
+
+SPHERES = [((40, 55, 50), 20.0, 10.0), ((40, 100, 100), 8.0, 25.0), ((65, 55, 105), 12.0, 30.0), ((25, 95, 45), 15.0, 30.0)]
+
+
+@pytest.fixture(scope="module")
+def case():
+    vol, liver, truth = _block(spheres=SPHERES)
+    det = find_lesions(vol, liver, phase="portal_venous")
+    return vol, liver, truth, det
+
+
+def test_detects_all_spheres_without_false_positives(case):
+    vol, liver, truth, det = case
+    m = _match(truth, det.labels)
+    assert all(k is not None for k, _ in m.values())
+    assert det.labels.max() == len(SPHERES)
+    assert det.labels.dtype == np.int32
+
+
+def test_dice_and_scan_statistics(case):
+    vol, liver, truth, det = case
+    m = _match(truth, det.labels)
+    dice = [d for _, d in m.values()]
+    assert min(dice) >= 0.85
+    assert det.parenchyma_hu == pytest.approx(60.0, abs=2.0)
+    assert det.noise_hu == pytest.approx(12.0, rel=0.15)
+
+
+def test_labels_ordered_by_centroid(case):
+    _, _, _, det = case
+    cents = ndi.center_of_mass(np.ones(det.labels.shape), det.labels, range(1, det.labels.max() + 1))
+    assert [tuple(c) for c in cents] == sorted(tuple(c) for c in cents)
+
+
+def test_description_sizes_and_kinds(case):
+    vol, liver, truth, det = case
+    found = describe_lesions(
+        vol, det.labels, liver=liver, lobes=None, parenchyma_hu=det.parenchyma_hu, noise_hu=det.noise_hu,
+        phase="portal_venous",
+    )
+    m = _match(truth, det.labels)
+    for i, (cen, d, hu) in enumerate(SPHERES, start=1):
+        f = found[m[i][0] - 1]
+        assert f.id == f"lesion-{m[i][0]:03d}" and f.label == 100 + m[i][0]
+        assert f.longest_diameter_mm == pytest.approx(d, abs=2.0)
+        assert f.size_mm == f.longest_diameter_mm
+        assert f.short_axis_mm <= f.longest_diameter_mm
+        assert f.short_axis_mm == pytest.approx(d, abs=2.5)
+        assert f.volume_mm3 == pytest.approx(np.pi / 6 * d**3, rel=0.3)
+        assert f.hu_mean == pytest.approx(hu, abs=6.0)
+        assert f.measurements["contrast_hu"] == pytest.approx(hu - 60.0, abs=6.0)
+        assert f.margin == "well_defined"
+        expect_cyst = hu <= 20
+        assert (f.kind == "cyst") == expect_cyst
+        assert f.density == ("cystic" if expect_cyst else "hypodense")
+        assert f.count == 1
+
+
+def test_axial_diameters_of_an_ellipse():
+    sp = (3.0, 0.8, 0.8)
+    zz, yy, xx = _grid((5, 80, 80), sp)
+    m = ((yy - 32) / 20) ** 2 + ((xx - 32) / 10) ** 2 <= 1
+    m &= np.abs(zz - 6) < 1
+    long_mm, short_mm, z = axial_diameters_mm(m, sp)
+    assert z == 2
+    assert long_mm == pytest.approx(40.0, abs=1.0)
+    assert short_mm == pytest.approx(20.0, abs=1.0)
+
+
+def test_target_lesion_and_rim():
+    # dark ring (halo) around a brighter core -> target/bull's-eye
+    rings = [((40, 60, 60), 24.0, 40.0), ((40, 60, 60), 12.0, 85.0)]
+    vol, liver, truth = _block(shape=(32, 90, 90), liver_hu=105.0, spheres=rings, seed=1)
+    det = find_lesions(vol, liver, phase="portal_venous")
+    assert det.labels.max() == 1
+    (f,) = describe_lesions(
+        vol, det.labels, liver=liver, lobes=None, parenchyma_hu=det.parenchyma_hu, noise_hu=det.noise_hu,
+        phase="portal_venous",
+    )
+    assert "target" in f.signs and "bulls_eye" in f.signs
+    assert f.kind == "lesion" and f.density == "mixed"
+    # necrotic (water) core inside a hypodense rim -> central necrosis, rim enhancement
+    nec = [((40, 60, 60), 24.0, 60.0), ((40, 60, 60), 12.0, 10.0)]
+    vol, liver, truth = _block(shape=(32, 90, 90), liver_hu=105.0, spheres=nec, seed=2)
+    det = find_lesions(vol, liver, phase="portal_venous")
+    (f,) = describe_lesions(
+        vol, det.labels, liver=liver, lobes=None, parenchyma_hu=det.parenchyma_hu, noise_hu=det.noise_hu,
+        phase="portal_venous",
+    )
+    assert "central_necrosis" in f.signs
+    assert f.enhancement == "rim"
+    assert f.longest_diameter_mm == pytest.approx(24.0, abs=2.5)
+
+
+def test_ill_defined_margin():
+    # a lesion whose HU ramps to the parenchyma over ~10 mm
+    shape, sp = (32, 90, 90), SPACING
+    vol, liver, _ = _block(shape=shape, liver_hu=100.0, seed=3)
+    zz, yy, xx = _grid(shape, sp)
+    r = np.sqrt((zz - 40) ** 2 + (yy - 67) ** 2 + (xx - 67) ** 2)
+    ramp = np.clip((r - 6.0) / 12.0, 0, 1)
+    arr = vol.array.astype(float) - 50.0 * (1 - ramp) * liver
+    vol = vol.with_array(np.round(arr).astype(np.int16))
+    det = find_lesions(vol, liver, phase="portal_venous")
+    assert det.labels.max() == 1
+    (f,) = describe_lesions(
+        vol, det.labels, liver=liver, lobes=None, parenchyma_hu=det.parenchyma_hu, noise_hu=det.noise_hu,
+    )
+    assert f.margin == "ill_defined"
+    assert f.kind == "lesion"
+
+
+def test_calcification_inside_lesion_is_filled():
+    vol, liver, truth = _block(shape=(32, 90, 90), liver_hu=105.0, spheres=[((40, 67, 67), 20.0, 60.0)], seed=4)
+    zz, yy, xx = _grid(vol.shape, vol.spacing_zyx)
+    calc = (zz - 40) ** 2 + (yy - 67) ** 2 + (xx - 67) ** 2 <= 3.0**2
+    arr = vol.array.copy()
+    arr[calc] = 600
+    vol = vol.with_array(arr)
+    det = find_lesions(vol, liver, phase="portal_venous", calcifications=calc.astype(np.int32))
+    assert det.labels.max() == 1
+    assert (det.labels[calc] == 1).all()
+
+
+def test_empty_liver_and_homogeneous_liver():
+    vol, liver, _ = _block(shape=(24, 60, 60), seed=5)
+    det = find_lesions(vol, np.zeros_like(liver), phase="non_contrast")
+    assert det.labels.max() == 0 and np.isnan(det.parenchyma_hu)
+    det = find_lesions(vol, liver, phase="non_contrast")
+    assert det.labels.max() == 0
+    assert describe_lesions(vol, det.labels, liver=liver, lobes=None, parenchyma_hu=60, noise_hu=12) == []
