@@ -1,8 +1,15 @@
 """Detection stages: calcified foci (and, from other modules, lesions and ducts)."""
 
 from ._calcification import CalcificationDetection, find_calcifications
+from ._duct import DuctDetection, duct_components, find_ducts
+from ._lesion import LesionDetection, find_lesions
 
 __all__ = [
     "CalcificationDetection",
     "find_calcifications",
+    "LesionDetection",
+    "find_lesions",
+    "DuctDetection",
+    "find_ducts",
+    "duct_components",
 ]
