@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -298,3 +299,54 @@ def test_no_masks_at_all(case, tmp_path):
     assert [p.name for p in files] == NON_DICOM_FILES
     html = (tmp_path / "o" / "report.html").read_text()
     assert "No calcification, lesion or dilated bile duct was detected" in html
+
+
+@pytest.mark.parametrize(
+    "direction",
+    [
+        (1, 0, 0, 0, 1, 0, 0, 0, 1),  # LPS
+        (-1, 0, 0, 0, -1, 0, 0, 0, 1),  # RAS-like index axes
+        (1, 0, 0, 0, 1, 0, 0, 0, -1),  # slices running inferior
+        (0, 0, -1, 1, 0, 0, 0, -1, 0),  # sagittal acquisition: i -> P, j -> I, k -> R
+    ],
+)
+def test_orienter_brings_arrays_to_spl(direction):
+    from calcscope.model import Volume
+    from calcscope.report._images import Orienter
+
+    shape = (5, 6, 7)
+    vol = Volume(array=np.zeros(shape, np.int16), spacing_zyx=(3.0, 2.0, 1.0), direction=direction)
+    o = Orienter.from_volume(vol)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a, b = (tuple(int(rng.integers(0, n)) for n in shape) for _ in range(2))
+        arr = np.zeros(shape, np.uint8)
+        arr[a], arr[b] = 1, 2
+        out = o.apply(arr)
+        pa = tuple(int(v) for v in o.point(np.array(a, float), shape))
+        assert out[pa] == 1
+        # moving along each output axis goes towards S, P, L in patient space
+        la, lb = vol.voxel_to_mm(a), vol.voxel_to_mm(b)
+        pb = o.point(np.array(b, float), shape)
+        for axis, lps in ((0, 2), (1, 1), (2, 0)):
+            if pb[axis] != pa[axis]:
+                assert np.sign(pb[axis] - pa[axis]) == np.sign(lb[lps] - la[lps])
+    assert o.spacing(vol.spacing_zyx) == tuple(float(vol.spacing_zyx[p]) for p in o.perm)
+
+
+def test_key_image_png_is_clean_and_fixed_size(case):
+    from PIL import Image
+
+    from calcscope.report._images import finding_image, liver_mip_image
+
+    vol, masks, analysis = case
+    png = finding_image(vol, masks, analysis.findings[0])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"tEXt" not in png and b"tIME" not in png and b"iTXt" not in png
+    img = Image.open(io.BytesIO(png))
+    # 3.2 in at 100 DPI wide; height follows the crop's aspect ratio in mm
+    assert img.size[0] == 320
+    assert png == finding_image(vol, masks, analysis.findings[0])
+    mip = liver_mip_image(vol, masks, [f for f in analysis.findings if f.kind == "calcification"])
+    assert Image.open(io.BytesIO(mip)).size[1] == 360
+    assert liver_mip_image(vol, Masks(), []) is None

@@ -181,7 +181,7 @@ def _segment_description(value: int, number: int, finding: Finding | None, analy
     if value == LABEL_LIVER:
         category, ptype, text = codes.SCT.AnatomicalStructure, liver, "liver"
         method = (analysis.liver.method if analysis.liver else "") or ""
-        if method.startswith("user"):
+        if "user" in method.lower() or "manual" in method.lower():
             algorithm_type, algo = hd.seg.SegmentAlgorithmTypeValues.MANUAL, None
     elif value == LABEL_DUCT:
         category, ptype, text = codes.SCT.AnatomicalStructure, codes.SCT.BileDuct, "dilated intrahepatic bile ducts"
