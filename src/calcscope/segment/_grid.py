@@ -1,0 +1,179 @@
+"""Grid helpers: canonical (LPS) orientation, block down-sampling, mm morphology via distance maps.
+
+All morphology here works with Euclidean distance transforms in millimetres, so a radius given
+in mm means the same on any voxel spacing, and edges of the field of view are handled by
+replicating the border slices (the anatomy is assumed to continue beyond a partial scan).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..model import Volume
+
+__all__ = [
+    "Canonical",
+    "to_canonical",
+    "block_reduce_mean",
+    "erode_mm",
+    "dilate_mm",
+    "open_mm",
+    "close_mm",
+    "fill_holes_2d",
+    "largest_components",
+]
+
+
+@dataclass
+class Canonical:
+    """Array of a volume re-ordered so that its axes point (Superior, Posterior, Left).
+
+    ``perm`` and ``flip`` record how to go back to the volume's own index order.
+    """
+
+    array: np.ndarray
+    spacing_zyx: tuple[float, float, float]
+    perm: tuple[int, int, int]
+    flip: tuple[bool, bool, bool]
+
+    def to_native(self, arr: np.ndarray) -> np.ndarray:
+        """Map an array on the canonical grid back to the volume's (z, y, x) order."""
+        out = arr
+        for ax, f in enumerate(self.flip):
+            if f:
+                out = np.flip(out, axis=ax)
+        inv = np.argsort(self.perm)
+        return np.ascontiguousarray(np.transpose(out, inv))
+
+    def from_native(self, arr: np.ndarray) -> np.ndarray:
+        """Map an array on the volume's grid to the canonical grid."""
+        out = np.transpose(arr, self.perm)
+        for ax, f in enumerate(self.flip):
+            if f:
+                out = np.flip(out, axis=ax)
+        return out
+
+
+def to_canonical(volume: Volume) -> Canonical:
+    """Re-order a volume's array into (S, P, L) axis order, i.e. LPS with axes (z, y, x).
+
+    Each index axis is matched to the patient axis its direction cosine points along most;
+    oblique acquisitions are therefore approximated by the nearest axis-aligned orientation.
+    """
+    d = volume.direction_matrix  # columns: index axes i (x), j (y), k (z) in LPS
+    # array axis a (0=z/k, 1=y/j, 2=x/i) -> direction column
+    col_of_array_axis = {0: 2, 1: 1, 2: 0}
+    lps_axis = {}
+    sign = {}
+    for a, c in col_of_array_axis.items():
+        v = d[:, c]
+        k = int(np.argmax(np.abs(v)))
+        lps_axis[a] = k
+        sign[a] = v[k] >= 0
+    if sorted(lps_axis.values()) != [0, 1, 2]:
+        # degenerate direction (two index axes along one patient axis): keep native order
+        lps_axis = {0: 2, 1: 1, 2: 0}
+        sign = {0: True, 1: True, 2: True}
+    # canonical axis 0 = S (LPS z, k=2), 1 = P (LPS y, k=1), 2 = L (LPS x, k=0)
+    want = {0: 2, 1: 1, 2: 0}
+    perm = []
+    for cax in range(3):
+        src = next(a for a in range(3) if lps_axis[a] == want[cax])
+        perm.append(src)
+    flip = tuple(not sign[src] for src in perm)
+    arr = np.transpose(volume.array, perm)
+    for ax, f in enumerate(flip):
+        if f:
+            arr = np.flip(arr, axis=ax)
+    sp = tuple(float(volume.spacing_zyx[src]) for src in perm)
+    return Canonical(array=arr, spacing_zyx=sp, perm=tuple(perm), flip=flip)  # type: ignore[arg-type]
+
+
+def block_reduce_mean(arr: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
+    """Mean over non-overlapping blocks (edge blocks padded by replication), float32 out."""
+    fz, fy, fx = factors
+    if (fz, fy, fx) == (1, 1, 1):
+        return arr.astype(np.float32)
+    pads = [(0, (-n) % f) for n, f in zip(arr.shape, factors)]
+    a = arr
+    if any(p[1] for p in pads):
+        a = np.pad(arr, pads, mode="edge")
+    z, y, x = a.shape
+    a = a.reshape(z // fz, fz, y // fy, fy, x // fx, fx)
+    return a.mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def _pad_edge(mask: np.ndarray, pad_vox: tuple[int, int, int]) -> tuple[np.ndarray, tuple[slice, ...]]:
+    pads = [(p, p) for p in pad_vox]
+    sl = tuple(slice(p, p + n) for p, n in zip(pad_vox, mask.shape))
+    return np.pad(mask, pads, mode="edge"), sl
+
+
+def _pad_for(radius_mm: float, spacing: tuple[float, float, float], axes: tuple[int, ...] = (0,)) -> tuple[int, int, int]:
+    out = [0, 0, 0]
+    for a in axes:
+        out[a] = int(np.ceil(radius_mm / spacing[a])) + 1
+    return tuple(out)  # type: ignore[return-value]
+
+
+def erode_mm(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float, float], *, edge_axes: tuple[int, ...] = (0,)) -> np.ndarray:
+    """Binary erosion by a ball of ``radius_mm``; borders along ``edge_axes`` are replicated."""
+    if radius_mm <= 0:
+        return mask.copy()
+    padded, sl = _pad_edge(mask, _pad_for(radius_mm, spacing, edge_axes))
+    dist = ndi.distance_transform_edt(padded, sampling=spacing)
+    return (dist > radius_mm)[sl]
+
+
+def dilate_mm(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float, float], *, edge_axes: tuple[int, ...] = (0,)) -> np.ndarray:
+    """Binary dilation by a ball of ``radius_mm``; borders along ``edge_axes`` are replicated."""
+    if radius_mm <= 0:
+        return mask.copy()
+    padded, sl = _pad_edge(mask, _pad_for(radius_mm, spacing, edge_axes))
+    dist = ndi.distance_transform_edt(~padded, sampling=spacing)
+    return (dist <= radius_mm)[sl]
+
+
+def open_mm(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Morphological opening by a ball of ``radius_mm``."""
+    return dilate_mm(erode_mm(mask, radius_mm, spacing), radius_mm, spacing) & mask
+
+
+def close_mm(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Morphological closing by a ball of ``radius_mm``."""
+    return erode_mm(dilate_mm(mask, radius_mm, spacing), radius_mm, spacing) | mask
+
+
+def fill_holes_2d(mask: np.ndarray, *, max_area_mm2: float | None = None, spacing_yx: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+    """Fill holes slice by slice (axis 0); with ``max_area_mm2`` only holes up to that area."""
+    out = mask.copy()
+    px = spacing_yx[0] * spacing_yx[1]
+    for z in range(mask.shape[0]):
+        sl = mask[z]
+        if not sl.any():
+            continue
+        filled = ndi.binary_fill_holes(sl)
+        if max_area_mm2 is None:
+            out[z] = filled
+            continue
+        holes = filled & ~sl
+        if not holes.any():
+            continue
+        lab, n = ndi.label(holes)
+        areas = ndi.sum_labels(np.ones_like(lab), lab, index=np.arange(1, n + 1)) * px
+        keep = np.zeros(n + 1, dtype=bool)
+        keep[1:] = areas <= max_area_mm2
+        out[z] |= keep[lab]
+    return out
+
+
+def largest_components(mask: np.ndarray, *, connectivity: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components (cc3d) and their voxel counts (index 0 = background)."""
+    import cc3d
+
+    lab = cc3d.connected_components(np.ascontiguousarray(mask, dtype=np.uint8), connectivity=connectivity)
+    counts = np.bincount(lab.ravel())
+    return lab, counts

@@ -1,0 +1,111 @@
+"""Anatomical landmarks on the canonical (S, P, L) grid: spine, aorta, IVC, gallbladder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+__all__ = ["AortaFit", "find_aorta", "find_gallbladder"]
+
+
+@dataclass
+class AortaFit:
+    """Aorta found slice by slice: median HU, centre (y, x) on the canonical grid, radius mm."""
+
+    hu: float
+    centre_yx: tuple[float, float]
+    radius_mm: float
+    slices: int
+
+
+def _disc(radius_vox: tuple[float, float]) -> np.ndarray:
+    ry, rx = (max(1, int(np.ceil(r))) for r in radius_vox)
+    yy, xx = np.mgrid[-ry:ry + 1, -rx:rx + 1]
+    return (yy / radius_vox[0]) ** 2 + (xx / radius_vox[1]) ** 2 <= 1.0
+
+
+def find_aorta(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float], *, disc_radius_mm: float = 6.0) -> AortaFit | None:
+    """Locate the aorta as the brightest homogeneous disc anterior-left of the vertebral body.
+
+    In each slice the vertebral body is the bone (> 180 HU) near the midline in the posterior
+    half of the body; the aorta is searched 20-80 mm anterior to the bone centroid and from 15 mm
+    right to 45 mm left of it, as the disc (radius ``disc_radius_mm``) of highest mean HU whose
+    standard deviation is small (a homogeneous lumen, not bone). Returns None when no slice
+    qualifies (e.g. a field of view without the spine).
+    """
+    nz, ny, nx = img.shape
+    syy, sxx = sp[1], sp[2]
+    fp = _disc((disc_radius_mm / syy, disc_radius_mm / sxx)).astype(np.float32)
+    fp /= fp.sum()
+    vals, centres = [], []
+    for z in range(nz):
+        if not body[z].any():
+            continue
+        yb, xb = np.nonzero(body[z])
+        xc = 0.5 * (xb.min() + xb.max())
+        y0, y1 = yb.min(), yb.max()
+        sel = np.zeros((ny, nx), bool)
+        x_lo = int(max(0, xc - 30.0 / sxx))
+        x_hi = int(min(nx, xc + 30.0 / sxx))
+        sel[int(y0 + 0.45 * (y1 - y0)):int(y1), x_lo:x_hi] = True
+        bone = (img[z] > 180) & sel
+        if bone.sum() * syy * sxx < 300.0:
+            continue
+        by, bx = np.nonzero(bone)
+        cy, cx = by.mean(), bx.mean()
+        ya, yb_ = int(max(0, cy - 80.0 / syy)), int(max(0, cy - 20.0 / syy))
+        xa, xb_ = int(max(0, cx - 15.0 / sxx)), int(min(nx, cx + 45.0 / sxx))
+        if yb_ - ya < 3 or xb_ - xa < 3:
+            continue
+        sl = img[z].astype(np.float32)
+        mean = ndi.convolve(sl, fp, mode="nearest")
+        sq = ndi.convolve(sl * sl, fp, mode="nearest")
+        sd = np.sqrt(np.maximum(sq - mean * mean, 0))
+        win = np.zeros((ny, nx), bool)
+        win[ya:yb_, xa:xb_] = True
+        ok = win & body[z] & (mean > -20) & (mean < 600) & (sd < np.maximum(25.0, 0.12 * mean))
+        if not ok.any():
+            continue
+        score = np.where(ok, mean, -np.inf)
+        k = int(np.argmax(score))
+        vals.append(float(mean.flat[k]))
+        centres.append(np.unravel_index(k, (ny, nx)))
+    if not vals:
+        return None
+    c = np.median(np.asarray(centres, float), axis=0)
+    return AortaFit(hu=float(np.median(vals)), centre_yx=(float(c[0]), float(c[1])), radius_mm=disc_radius_mm, slices=len(vals))
+
+
+def find_gallbladder(img: np.ndarray, liver: np.ndarray, sp: tuple[float, float, float], *, liver_hu: float) -> np.ndarray | None:
+    """Fluid-density blob (-20 HU to ``liver_hu`` - 25 HU) against the liver's under-surface.
+
+    Returns the centroid (z, y, x) on the canonical grid, or None when no plausible
+    gallbladder (5-200 mL, touching the liver on its right half) is seen.
+    """
+    if not liver.any():
+        return None
+    near = ndi.binary_dilation(liver, iterations=max(1, int(round(6.0 / min(sp[1:])))))
+    fluid = (img > -20) & (img < liver_hu - 25.0) & ~liver
+    fluid = ndi.binary_opening(fluid, structure=np.ones((1, 3, 3), bool))
+    lab, n = ndi.label(fluid)
+    if n == 0:
+        return None
+    voxel_ml = float(np.prod(sp)) / 1000.0
+    counts = np.bincount(lab.ravel())
+    touch = np.bincount(lab[near & fluid], minlength=n + 1)
+    xs = np.nonzero(liver)[2]
+    x_mid = 0.5 * (xs.min() + xs.max())
+    best, best_score = None, 0.0
+    for i in range(1, n + 1):
+        ml = counts[i] * voxel_ml
+        if not (5.0 <= ml <= 200.0) or touch[i] < 0.2 * counts[i]:
+            continue
+        cz, cy, cx = ndi.center_of_mass(lab == i)
+        if cx > x_mid:
+            continue
+        score = touch[i] / counts[i]
+        if score > best_score:
+            best, best_score = np.array([cz, cy, cx]), score
+    return best
