@@ -30,6 +30,7 @@ __all__ = [
     "normalise_primary_site",
     "validate_context",
     "load_context",
+    "context_from_mapping",
     "load_findings",
     "load_findings_and_pattern",
     "findings_schema",
@@ -247,7 +248,7 @@ def _read_mapping(path: Path, error: type[Exception], what: str) -> dict[str, An
 _VALUE_UNIT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*([^\s].*)?$")
 
 
-def _prepare_markers(raw: Any, path: Path) -> Any:
+def _prepare_markers(raw: Any, path: Path | None) -> Any:
     """Accept shorthand marker forms: ``cea: 12 ng/mL``, ``afp: elevated``, ``CA 19-9``."""
     if not isinstance(raw, dict):
         return raw
@@ -256,7 +257,7 @@ def _prepare_markers(raw: Any, path: Path) -> Any:
         name = _MARKER_ALIASES.get(_norm_key(str(key)))
         if name is None:
             raise ContextError(
-                f"field markers.{key}: unknown marker", path=str(path), hint="use one of afp, cea, alp, ggt, ca19_9"
+                f"field markers.{key}: unknown marker", path=None if path is None else str(path), hint="use one of afp, cea, alp, ggt, ca19_9"
             )
         if isinstance(val, str):
             m = _VALUE_UNIT_RE.match(val)
@@ -279,7 +280,19 @@ def load_context(path: str | Path) -> Context:
     :class:`~calcscope.errors.ContextError` naming the field.
     """
     p = Path(path)
-    data = _read_mapping(p, ContextError, "context")
+    return context_from_mapping(_read_mapping(p, ContextError, "context"), path=p)
+
+
+def context_from_mapping(data: dict[str, Any], *, path: str | Path | None = None) -> Context:
+    """Build a validated Context from a mapping (as read from YAML/JSON), shorthands allowed.
+
+    Raises
+    ------
+    ContextError
+        Naming the offending field (and ``path`` when given).
+    """
+    p = Path(path) if path is not None else None
+    data = dict(data)
     if "markers" in data:
         data["markers"] = _prepare_markers(data["markers"], p)
     if isinstance(data.get("sex"), str):
@@ -296,13 +309,13 @@ def load_context(path: str | Path) -> Context:
             msg = "unknown field"
         raise ContextError(
             f"field {_loc(first['loc'])}: {msg}{extra}",
-            path=str(p),
+            path=None if p is None else str(p),
             hint="see `calcscope schema context` for the accepted fields",
         ) from exc
     try:
         return validate_context(ctx)
     except ContextError as exc:
-        raise ContextError(exc.message, path=str(p), hint=exc.hint) from exc
+        raise ContextError(exc.message, path=None if p is None else str(p), hint=exc.hint) from exc
 
 
 def _validation_to_findings_error(exc: ValidationError, path: Path, prefix: tuple[Any, ...] = ()) -> FindingsError:
