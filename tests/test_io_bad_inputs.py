@@ -30,6 +30,7 @@ from calcscope.errors import (
     ModalityError,
     SeriesSelectionError,
     UnsupportedFormatError,
+    UsageError,
 )
 from calcscope.io import ArchiveLimits, list_series, load_ct, save_dicom_series
 from calcscope.model import Volume
@@ -297,7 +298,21 @@ def _non_ct_only_nonimage(tmp: Path):
     return tmp / "s", [], UnsupportedFormatError, "non-image"
 
 
+def _two_nifti_no_choice(tmp: Path):
+    (tmp / "f").mkdir()
+    write_nifti(tmp / "f" / "a.nii.gz", np.full((8, 8, 4), -100, np.int16))
+    write_nifti(tmp / "f" / "b.nii.gz", np.full((8, 8, 4), -100, np.int16))
+    return tmp / "f", [], SeriesSelectionError, "b.nii.gz"
+
+
+def _series_for_a_single_file(tmp: Path):
+    p = write_nifti(tmp / "ct.nii.gz", np.full((8, 8, 4), -100, np.int16))
+    return p, ["--series", "1.2.3"], UsageError, "single file"
+
+
 CORPUS = {
+    "two_nifti_files_no_choice": _two_nifti_no_choice,
+    "series_for_a_single_file": _series_for_a_single_file,
     "mr_modality": _mr,
     "us_modality": _us,
     "nifti_4d": _nifti_4d,
@@ -561,6 +576,13 @@ def test_zip_of_a_dicom_folder_loads_and_cleans_up(tmp_path, monkeypatch):
     assert got.source_files == [] and len(got.instance_uids) == 6
     assert list(systmp.iterdir()) == []
     assert [s.n_slices for s in list_series(z)] == [6]
+
+
+def test_folder_of_image_files_choose_by_name(tmp_path):
+    write_nifti(tmp_path / "a.nii.gz", np.full((8, 8, 4), -100, np.int16))
+    write_nifti(tmp_path / "b.nii.gz", np.full((8, 8, 5), -200, np.int16))
+    got = load_ct(tmp_path, series="b.nii.gz")
+    assert got.shape == (5, 8, 8) and int(got.array[0, 0, 0]) == -200
 
 
 def test_zip_of_a_nifti_loads(tmp_path):

@@ -575,7 +575,9 @@ def load_dicom_series(
     geoms = _positions(items, normal)
 
     # ---- pixels, with duplicate positions resolved ------------------------------------
-    hu_slices: list[np.ndarray] = []
+    # filled slice by slice: int16 while every value is integral and fits, float32 otherwise,
+    # so that a 300-slice series never exists as a list of float64 slices
+    stack = np.empty((len(geoms), rows, cols), dtype=np.int16)
     kept: list[_SliceGeom] = []
     dropped: list[str] = []
     pad_voxels = 0
@@ -608,7 +610,11 @@ def load_dicom_series(
             pad_values.add(float(pad_hu))
             pad_voxels += int(np.count_nonzero(pad_mask))
             hu[pad_mask] = AIR_HU
-        hu_slices.append(hu)
+        if stack.dtype == np.int16 and not (
+            hu.min() >= -32768 and hu.max() <= 32767 and np.array_equal(hu, np.round(hu))
+        ):
+            stack = stack.astype(np.float32)
+        stack[len(kept)] = hu
         kept.append(geoms[i])
         i = j
     if dropped:
@@ -621,8 +627,8 @@ def load_dicom_series(
             hint="export the whole CT series",
         )
 
-    stack = np.stack(hu_slices)
-    del hu_slices
+    if len(kept) < stack.shape[0]:
+        stack = stack[: len(kept)].copy()
     positions = np.stack([g.position for g in kept])
     along = np.asarray([g.along for g in kept])
     resampling: list[dict[str, Any]] = []
@@ -648,7 +654,7 @@ def load_dicom_series(
         resampling.append(info)
 
     # ---- padding without a declared value ------------------------------------------------
-    arr = compact_hu(np.round(stack) if resampling else stack)
+    arr = compact_hu(np.round(stack) if resampling and stack.dtype != np.int16 else stack)
     del stack
     if pad_values:
         meta["padding"] = {

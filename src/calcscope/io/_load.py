@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CalcscopeError, GeometryError, OutputError, SeriesSelectionError
+from ..errors import CalcscopeError, GeometryError, OutputError, SeriesSelectionError, UsageError
 from ..model import Volume
 from ._archive import extracted_zip, is_zip_file
 from ._dicom import (
@@ -68,14 +68,22 @@ def load_ct(path: str | os.PathLike, series: str | None = None, *, allow_modalit
         Several CT series and none chosen, or the chosen UID is absent.
     ArchiveError
         Damaged zip, path traversal, links, or beyond the size/ratio/entry limits.
+    UsageError
+        ``series`` given for a single-file input.
     """
     p = check_input_path(path)
     if p.is_dir():
         return _load_folder(p, series, allow_modality=allow_modality, display=str(p))
-    if is_image_file(p):
-        return load_image_file(p, allow_modality=allow_modality)
     if is_zip_file(p):
         return _load_zip(p, series, allow_modality=allow_modality)
+    if series is not None:
+        raise UsageError(
+            f"a series ('{series}') was chosen but the input is a single file, which holds no series to choose from",
+            path=str(p),
+            hint="drop --series, or give the folder or zip that holds the series",
+        )
+    if is_image_file(p):
+        return load_image_file(p, allow_modality=allow_modality)
     return load_dicom_file(p, allow_modality=allow_modality)
 
 
