@@ -515,32 +515,42 @@ def paint_anatomy(canvas: Canvas, an: Anatomy, phase: str) -> None:
     zmin = g.origin_lps[2] - 400.0
     zmax = g.origin_lps[2] + 400.0 + g.shape_zyx[0] * g.spacing_zyx[0]
     L = ORGAN_LABELS
+    # structures constant along z: painted on one slice and copied when the patient does not move
+    if not g.moving:
+        g1 = Grid((1,) + tuple(g.shape_zyx[1:]), g.spacing_zyx, g.origin_lps, None)  # type: ignore[arg-type]
+        shp = g1.shape_zyx
+        c1 = Canvas(g1, np.empty(shp, dtype=F), np.zeros(shp, dtype=np.uint8), np.zeros(shp, dtype=np.uint8))
+        _paint_columns(c1, an, hu, zmin, zmax)
+        canvas.image[...] = c1.image
+        canvas.organs[...] = c1.organs
+        canvas.vessels[...] = c1.vessels
+    else:
+        _paint_columns(canvas, an, hu, zmin, zmax)
 
-    def zinv(fn2d, a, b, **kw):
-        return rasterise(g, lambda x, y, z: fn2d(x, y), np.array([-a, _BODY_YC - b, zmin]), np.array([a, _BODY_YC + b, zmax]), z_invariant=True, **kw)
-
-    # body wall layers (z-invariant)
-    canvas.image[...] = hu["air"]
-    a, b = _BODY_A, _BODY_B
-    paint(canvas, zinv(lambda x, y: ellipse2d_sdf(x, y, 0, _BODY_YC, a, b), a + 2, b + 2), hu["skin"], organ=L["skin"])
-    t = _SKIN_MM
-    paint(canvas, zinv(lambda x, y: ellipse2d_sdf(x, y, 0, _BODY_YC, a - t, b - t), a, b), hu["fat"], organ=L["fat"])
-    t += _SUBCUT_MM
-    paint(canvas, zinv(lambda x, y: ellipse2d_sdf(x, y, 0, _BODY_YC, a - t, b - t), a, b), hu["muscle"], organ=L["muscle"])
-    t += _MUSCLE_MM
-    paint(canvas, zinv(lambda x, y: ellipse2d_sdf(x, y, 0, _BODY_YC, a - t, b - t), a, b), hu["visceral_fat"], organ=L["fat"])
-    # paraspinal muscles
-    for sx in (-1.0, 1.0):
-        paint(canvas, zinv(lambda x, y, sx=sx: ellipse2d_sdf(x, y, 34.0 * sx, 92.0, 24.0, 20.0), a, b), hu["muscle"], organ=L["muscle"])
-
-    # thorax base: diaphragm muscle then lungs above it, heart in the middle
+    # thorax base: diaphragm muscle sheet, lungs above it (outside the mediastinum), heart
     ca = _BODY_A - (_SKIN_MM + _SUBCUT_MM + _MUSCLE_MM)
     cb = _BODY_B - (_SKIN_MM + _SUBCUT_MM + _MUSCLE_MM)
     zlow = min(an.dome_left, an.dome_right) - 60.0
     box_lo, box_hi = np.array([-ca, _BODY_YC - cb, zlow]), np.array([ca, _BODY_YC + cb, zmax])
-    paint(canvas, rasterise(g, lambda x, y, z: smooth_max(an.cavity_sdf(x, y), an.diaphragm_z(x, y) - z, 2.0), box_lo, box_hi, step_mm=1.0), hu["muscle"], organ=L["muscle"])
-    paint(canvas, rasterise(g, lambda x, y, z: smooth_max(an.cavity_sdf(x, y) + 2.0, an.diaphragm_z(x, y) + 4.0 - z, 2.0), box_lo, box_hi, step_mm=1.0), hu["lung"], organ=L["lung"])
-    paint(canvas, rasterise(g, an.heart_sdf, np.array([-55.0, -85.0, an.dome_left - 20]), np.array([100.0, 40.0, an.dome_left + 110])), hu["heart"], organ=L["heart"])
+    ax_, ay_ = an.aorta_xy
+
+    def keep_out(x, y):
+        """Positive inside the aorta and the vertebral column (they pass through the diaphragm)."""
+        return -np.minimum(ellipse2d_sdf(x, y, ax_, ay_, an.aorta_r + 1.5, an.aorta_r + 1.5), ellipse2d_sdf(x, y, 0.0, 80.0, 24.0, 32.0))
+
+    def diaphragm(x, y, z):
+        d = np.maximum(an.cavity_sdf(x, y), np.abs(z - an.diaphragm_z(x, y) - F(2.0)) - F(2.0))
+        return np.maximum(d, keep_out(x, y))
+
+    def lungs(x, y, z):
+        d = smooth_max(an.cavity_sdf(x, y) + 2.0, an.diaphragm_z(x, y) + 4.0 - z, 2.0)
+        mediastinum = ellipse2d_sdf(x, y, 8.0, 50.0, 34.0, 52.0)
+        return np.maximum(d, -mediastinum)
+
+    paint(canvas, rasterise(g, diaphragm, box_lo, box_hi, step_mm=1.0), hu["muscle"], organ=L["muscle"])
+    paint(canvas, rasterise(g, lungs, box_lo, box_hi, step_mm=1.0), hu["lung"], organ=L["lung"])
+    paint(canvas, rasterise(g, lambda x, y, z: np.maximum(an.heart_sdf(x, y, z), keep_out(x, y)), np.array([-55.0, -85.0, an.dome_left - 20]), np.array([100.0, 40.0, an.dome_left + 110])),
+          hu["heart"], organ=L["heart"])
 
     # abdominal organs
     def organ_box(c, r, pad=6.0):
@@ -570,10 +580,7 @@ def paint_anatomy(canvas: Canvas, an: Anatomy, phase: str) -> None:
     canvas.liver_cov = res
     paint(canvas, res, hu["liver"], organ=L["liver"])
 
-    # great vessels (cylinders along z)
-    ax, ay = an.aorta_xy
-    paint(canvas, rasterise(g, lambda x, y, z: ellipse2d_sdf(x, y, ax, ay, an.aorta_r, an.aorta_r), np.array([ax - 14, ay - 14, zmin]), np.array([ax + 14, ay + 14, zmax]), z_invariant=True),
-          hu["aorta"], organ=L["aorta"], vessel=VESSEL_LABELS["aorta"])
+    # inferior vena cava (ends in the right atrium)
     ix, iy = an.ivc_xy
     rx, ry = an.ivc_r
     ivc_top = max(an.dome_right, an.dome_left) + 25.0
@@ -588,35 +595,58 @@ def paint_anatomy(canvas: Canvas, an: Anatomy, phase: str) -> None:
         paint(canvas, rasterise(g, sg.sdf, lo, hi, step_mm=step), hu_v, organ=L["portal_vein"] if sg.system == "portal" else None,
               vessel=lab, keep_liver_label=True)
 
-    # spine: vertebral bodies with cortical rim and discs, posterior arch
-    _paint_spine(canvas, an, hu, zmin, zmax)
+    # vertebral bodies (cortical rim, trabecular core) between the discs
+    _paint_vertebral_bodies(canvas, an, hu, zmin, zmax)
 
 
-def _paint_spine(canvas: Canvas, an: Anatomy, hu: dict[str, float], zmin: float, zmax: float) -> None:
+_SPINE = (0.0, 66.0, 22.0, 16.0)  # vertebral body centre x, y and semi-axes, mm
+_SPINE_PERIOD, _DISC, _SPINE_Z0 = 34.0, 8.0, -13.0
+
+
+def _paint_columns(canvas: Canvas, an: Anatomy, hu: dict[str, float], zmin: float, zmax: float) -> None:
+    """Everything constant along z: body wall layers, paraspinal muscles, aorta, spinal column and arch."""
     g = canvas.grid
     L = ORGAN_LABELS
-    bx, by, ba, bb = 0.0, 66.0, 22.0, 16.0
-    period, disc = 34.0, 8.0
-    z0 = -13.0
+
+    def zinv(fn2d, lo_xy, hi_xy, step_mm=0.7):
+        return rasterise(g, lambda x, y, z: fn2d(x, y), np.array([lo_xy[0], lo_xy[1], zmin]), np.array([hi_xy[0], hi_xy[1], zmax]), z_invariant=True, step_mm=step_mm)
+
+    canvas.image[...] = hu["air"]
+    a, b = _BODY_A, _BODY_B
+    box = ((-a - 2, _BODY_YC - b - 2), (a + 2, _BODY_YC + b + 2))
+    paint(canvas, zinv(lambda x, y: ellipse2d_sdf(x, y, 0, _BODY_YC, a, b), *box), hu["skin"], organ=L["skin"])
+    t = _SKIN_MM
+    paint(canvas, zinv(lambda x, y, t=t: ellipse2d_sdf(x, y, 0, _BODY_YC, a - t, b - t), *box), hu["fat"], organ=L["fat"])
+    t += _SUBCUT_MM
+    paint(canvas, zinv(lambda x, y, t=t: ellipse2d_sdf(x, y, 0, _BODY_YC, a - t, b - t), *box), hu["muscle"], organ=L["muscle"])
+    t += _MUSCLE_MM
+    paint(canvas, zinv(lambda x, y, t=t: ellipse2d_sdf(x, y, 0, _BODY_YC, a - t, b - t), *box), hu["visceral_fat"], organ=L["fat"])
+    for sx in (-1.0, 1.0):
+        paint(canvas, zinv(lambda x, y, sx=sx: ellipse2d_sdf(x, y, 34.0 * sx, 92.0, 24.0, 20.0), (34 * sx - 26, 70), (34 * sx + 26, 114)), hu["muscle"], organ=L["muscle"])
+    ax, ay = an.aorta_xy
+    paint(canvas, zinv(lambda x, y: ellipse2d_sdf(x, y, ax, ay, an.aorta_r, an.aorta_r), (ax - 14, ay - 14), (ax + 14, ay + 14)),
+          hu["aorta"], organ=L["aorta"], vessel=VESSEL_LABELS["aorta"])
+    bx, by, ba, bb = _SPINE
+    paint(canvas, zinv(lambda x, y: ellipse2d_sdf(x, y, bx, by, ba - 1, bb - 1), (bx - ba - 3, by - bb - 3), (bx + ba + 3, by + bb + 3)), hu["disc"], organ=L["spine"])
+    cy = by + bb + 10.0
+    lo2, hi2 = (-20.0, cy - 16), (20.0, cy + 40)
+    paint(canvas, zinv(lambda x, y: np.abs(ellipse2d_sdf(x, y, 0.0, cy, 11.5, 10.0)) - F(3.0), lo2, hi2), hu["bone_cortical"] * 0.8, organ=L["spine"])
+    paint(canvas, zinv(lambda x, y: ellipse2d_sdf(x, y, 0.0, cy, 8.5, 7.0), lo2, hi2), hu["csf"], organ=L["spine"])
+    paint(canvas, zinv(lambda x, y: np.maximum(np.abs(x) - F(3.5), np.abs(y - F(cy + 24.0)) - F(12.0)), lo2, hi2), hu["bone_cortical"] * 0.7, organ=L["spine"])
+
+
+def _paint_vertebral_bodies(canvas: Canvas, an: Anatomy, hu: dict[str, float], zmin: float, zmax: float) -> None:
+    g = canvas.grid
+    L = ORGAN_LABELS
+    bx, by, ba, bb = _SPINE
 
     def body(x, y, z, inset=0.0):
         d2 = ellipse2d_sdf(x, y, bx, by, ba - inset, bb - inset)
-        # distance to the nearest disc slab centre, made periodic
-        u = np.mod(z - F(z0), F(period)) - F(period / 2)
-        dz = np.abs(u) - F((period - disc) / 2 - inset)  # >0 in disc
+        u = np.mod(z - F(_SPINE_Z0), F(_SPINE_PERIOD)) - F(_SPINE_PERIOD / 2)
+        dz = np.abs(u) - F((_SPINE_PERIOD - _DISC) / 2 - inset)  # > 0 in a disc
         return np.maximum(d2, dz)
 
     lo = np.array([bx - ba - 3, by - bb - 3, zmin])
     hi = np.array([bx + ba + 3, by + bb + 3, zmax])
-    # the whole column first as disc material, then bodies with cortical rim and trabecular core
-    paint(canvas, rasterise(g, lambda x, y, z: ellipse2d_sdf(x, y, bx, by, ba - 1, bb - 1), lo, hi, z_invariant=True, step_mm=0.7), hu["disc"], organ=L["spine"])
     paint(canvas, rasterise(g, body, lo, hi, step_mm=0.7), hu["bone_cortical"], organ=L["spine"])
     paint(canvas, rasterise(g, lambda x, y, z: body(x, y, z, 1.6), lo, hi, step_mm=0.7), an.trabecular_hu, organ=L["spine"])
-    # posterior arch: ring around the canal, spinous process
-    cy = by + bb + 10.0
-    arch = lambda x, y: np.abs(ellipse2d_sdf(x, y, 0.0, cy, 11.5, 10.0)) - F(3.0)  # noqa: E731
-    lo2, hi2 = np.array([-20.0, cy - 16, zmin]), np.array([20.0, cy + 40, zmax])
-    paint(canvas, rasterise(g, lambda x, y, z: arch(x, y), lo2, hi2, z_invariant=True, step_mm=0.7), hu["bone_cortical"] * 0.8, organ=L["spine"])
-    paint(canvas, rasterise(g, lambda x, y, z: ellipse2d_sdf(x, y, 0.0, cy, 8.5, 7.0), lo2, hi2, z_invariant=True, step_mm=0.7), hu["csf"], organ=L["spine"])
-    spin = lambda x, y: np.maximum(np.abs(x) - F(3.5), np.abs(y - F(cy + 24.0)) - F(12.0))  # noqa: E731
-    paint(canvas, rasterise(g, lambda x, y, z: spin(x, y), lo2, hi2, z_invariant=True, step_mm=0.7), hu["bone_cortical"] * 0.7, organ=L["spine"])

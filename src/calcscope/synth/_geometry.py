@@ -291,23 +291,74 @@ def _rasterise_box(
     max_sub: int,
     lipschitz: float,
     subsample_z: bool = True,
+    block: int = 4,
+    direct_limit: int = 300_000,
 ) -> np.ndarray:
-    x, y, z = grid.bbox_coords(sl)
+    """Coverage on a box: direct evaluation for small boxes; for large ones, blocks of
+    ``block``^3 voxels whose centre is farther from the surface than the block's
+    half-diagonal are filled at once and only the remaining blocks are evaluated per voxel."""
     shape = tuple(s.stop - s.start for s in sl)
-    d = np.broadcast_to(np.asarray(sdf(x, y, z), dtype=F), shape)
-    cov = (d < 0).astype(F)
-    half = grid.half_diagonal_mm * lipschitz
-    edge = np.nonzero(np.abs(d) < half)
-    if edge[0].size == 0:
+    n_vox = shape[0] * shape[1] * shape[2]
+    if n_vox <= direct_limit:
+        x, y, z = grid.bbox_coords(sl)
+        d = np.broadcast_to(np.asarray(sdf(x, y, z), dtype=F), shape)
+        cov = (d < 0).astype(F)
+        edge = np.nonzero(np.abs(d) < grid.half_diagonal_mm * lipschitz)
+        if edge[0].size:
+            cov[edge] = _supersample(grid, sdf, [e + s.start for e, s in zip(edge, sl)], step_mm=step_mm, max_sub=max_sub, subsample_z=subsample_z)
         return cov
+    B = block if shape[0] > 1 else 1
+    bz = B
+    nb = [-(-shape[0] // bz), -(-shape[1] // block), -(-shape[2] // block)]
+    steps = (bz, block, block)
+    # block centres (fractional index), clipped to the box
+    cen = []
+    for ax in range(3):
+        k = np.arange(nb[ax])
+        lo = k * steps[ax]
+        hi = np.minimum(lo + steps[ax], shape[ax]) - 1
+        cen.append(((lo + hi) / 2.0 + sl[ax].start).astype(F))
+    zc, yc, xc = cen[0][:, None, None], cen[1][None, :, None], cen[2][None, None, :]
+    if grid.moving:
+        full = (nb[0], nb[1], nb[2])
+        zc, yc, xc = (np.broadcast_to(a, full) for a in (zc, yc, xc))
+    qx, qy, qz = grid.index_to_anatomy(zc, yc, xc)
+    db = np.broadcast_to(np.asarray(sdf(qx, qy, qz), dtype=F), tuple(nb))
+    ext = np.asarray(steps, float) * np.asarray(grid.spacing_zyx)
+    thr = F(0.5 * np.linalg.norm(ext) * lipschitz)
+    inside_b = db < -thr
+    cov = np.repeat(np.repeat(np.repeat(inside_b.astype(F), steps[0], 0), steps[1], 1), steps[2], 2)[: shape[0], : shape[1], : shape[2]]
+    cov = np.ascontiguousarray(cov)
+    amb = np.argwhere(np.abs(db) <= thr)
+    if amb.size == 0:
+        return cov
+    off = np.stack(np.meshgrid(np.arange(steps[0]), np.arange(steps[1]), np.arange(steps[2]), indexing="ij"), -1).reshape(-1, 3)
+    out_cov_parts = []
+    chunk = max(1, 2_000_000 // off.shape[0])
+    for a in range(0, amb.shape[0], chunk):
+        vox = (amb[a : a + chunk, None, :] * np.asarray(steps) + off[None]).reshape(-1, 3)
+        keep = np.all(vox < np.asarray(shape), axis=1)
+        vox = vox[keep]
+        zi, yi, xi = (vox[:, i] + sl[i].start for i in range(3))
+        px, py, pz = grid.index_to_anatomy(zi.astype(F), yi.astype(F), xi.astype(F))
+        d = np.asarray(sdf(px, py, pz), dtype=F)
+        vals = (d < 0).astype(F)
+        e = np.abs(d) < grid.half_diagonal_mm * lipschitz
+        if e.any():
+            vals[e] = _supersample(grid, sdf, [zi[e], yi[e], xi[e]], step_mm=step_mm, max_sub=max_sub, subsample_z=subsample_z)
+        out_cov_parts.append((vox, vals))
+    for vox, vals in out_cov_parts:
+        cov[vox[:, 0], vox[:, 1], vox[:, 2]] = vals
+    return cov
+
+
+def _supersample(grid: Grid, sdf: SDF, idx: list[np.ndarray], *, step_mm: float, max_sub: int, subsample_z: bool) -> np.ndarray:
+    """Fraction of subsamples inside the shape for voxels at integer indices ``idx`` = [z, y, x]."""
     sp = grid.spacing_zyx if subsample_z else (1e-6, grid.spacing_zyx[1], grid.spacing_zyx[2])
     off = _subsample_offsets(sp, step_mm, max_sub)
-    if not subsample_z:
-        off[:, 0] = 0.0
-    zi = (edge[0] + sl[0].start).astype(F)[:, None] + off[None, :, 0]
-    yi = (edge[1] + sl[1].start).astype(F)[:, None] + off[None, :, 1]
-    xi = (edge[2] + sl[2].start).astype(F)[:, None] + off[None, :, 2]
-    # process in chunks to bound memory
+    zi = np.asarray(idx[0], dtype=F)[:, None] + off[None, :, 0]
+    yi = np.asarray(idx[1], dtype=F)[:, None] + off[None, :, 1]
+    xi = np.asarray(idx[2], dtype=F)[:, None] + off[None, :, 2]
     n = zi.shape[0]
     chunk = max(1, 4_000_000 // off.shape[0])
     vals = np.empty(n, dtype=F)
@@ -316,5 +367,4 @@ def _rasterise_box(
         qx, qy, qz = grid.index_to_anatomy(zi[a:b], yi[a:b], xi[a:b])
         ds = np.asarray(sdf(qx, qy, qz))
         vals[a:b] = (ds < 0).mean(axis=1, dtype=F)
-    cov[edge] = vals
-    return cov
+    return vals
