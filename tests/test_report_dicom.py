@@ -10,7 +10,7 @@ import pytest
 
 from calcscope.io import load_ct
 from calcscope.model import CALC_LABEL_BASE, Analysis, Finding, Masks
-from calcscope.report import write_dicom_seg, write_outputs
+from calcscope.report import write_outputs
 from report_fixtures import make_analysis, make_volume_and_masks, write_dicom_series
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -151,7 +151,8 @@ def test_grid_mismatch_skips_dicom_with_warning(dicom_case, tmp_path):
 
 
 @pytest.mark.shared
-def test_seg_on_real_dicom_series(tmp_path):
+def test_seg_and_sr_on_real_dicom_series(tmp_path):
+    """Real anonymised series: SOP/Study/Series UIDs blanked in the data sets, JPEG 2000 pixels."""
     import highdicom as hd
     import pydicom
 
@@ -167,21 +168,34 @@ def test_seg_on_real_dicom_series(tmp_path):
     zc, yc, xc = (int(round(c)) for c in np.argwhere(liver).mean(axis=0))
     calcs[zc, yc - 2:yc + 2, xc - 2:xc + 2] = 1
     masks = Masks(liver=liver, calcifications=calcs)
+    vox = vol.voxel_volume_mm3
     analysis = Analysis(
         software={"calcscope": "test"},
-        findings=[Finding(id="calc-001", kind="calcification", label=CALC_LABEL_BASE + 1, volume_mm3=16.0,
-                          size_mm=3.9)],
+        findings=[Finding(id="calc-001", kind="calcification", label=CALC_LABEL_BASE + 1,
+                          centroid_voxel=(zc, yc - 0.5, xc - 0.5), volume_mm3=round(16 * vox, 4),
+                          longest_diameter_mm=round(4 * vol.spacing_zyx[1], 4), hu_mean=410.5, hu_max=612.0)],
     )
-    res = write_dicom_seg(tmp_path / "seg.dcm", analysis, vol, masks, digest="real")
-    seg = hd.seg.segread(res.path)
+    files = write_outputs(tmp_path / "o", analysis, vol, masks)
+    assert [p.name for p in files] == ALL_FILES
+    seg = hd.seg.segread(tmp_path / "o" / "segmentation.dcm")
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["liver", "calc-001"]
     # these files keep SOPInstanceUID only in their file meta information
     uids = [str(pydicom.dcmread(f, stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID)
             for f in vol.source_files]
     assert {uid for *_, uid in seg.get_source_image_uids()} == set(uids)
     assert seg.FrameOfReferenceUID == vol.frame_of_reference_uid
+    assert seg.StudyInstanceUID.startswith("2.25.")  # stand-in for the blanked study UID
     px = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, combine_segments=False)
     lm = masks.label_map()
     np.testing.assert_array_equal(px[..., 0].astype(bool), lm == 1)
     np.testing.assert_array_equal(px[..., 1].astype(bool), lm == 1001)
     assert int(liver.sum()) == int(px[..., 0].sum()) + 16
+    data = json.loads((tmp_path / "o" / "analysis.json").read_text())
+    assert any("no StudyInstanceUID" in w for w in data["warnings"])
+    sr = hd.sr.srread(tmp_path / "o" / "measurements.dcm")
+    (group,) = sr.content.get_volumetric_roi_measurement_groups()
+    assert group.tracking_identifier == "calc-001"
+    got = {m.name.value + (m.derivation.value if m.derivation else ""): m.value for m in group.get_measurements()}
+    f = analysis.findings[0]
+    assert got == pytest.approx({"118565006": f.volume_mm3, "103339001": f.longest_diameter_mm,
+                                 "112031373098007": 410.5, "11203156851009": 612.0}, rel=1e-9)

@@ -40,6 +40,7 @@ __all__ = [
     "SegResult",
     "read_source_datasets",
     "check_sources",
+    "complete_sources",
     "write_dicom_seg",
     "write_dicom_sr",
     "SEG_SERIES_NUMBER",
@@ -74,6 +75,16 @@ def _uid(digest: str, what: str) -> str:
     return "2.25." + str(uuid.UUID(stable_uuid(digest, "dicom", what)).int)
 
 
+_TYPE2_COPIED = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+    "AccessionNumber", "ReferringPhysicianName", "StudyID",
+)
+_TYPE1_NEEDED = (
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+)
+
+
 def read_source_datasets(volume: Volume) -> list:
     """Read the source DICOM headers (no pixel data) of ``volume``, in its z order."""
     import pydicom
@@ -89,8 +100,32 @@ def read_source_datasets(volume: Volume) -> list:
                 ds.SOPClassUID = meta.MediaStorageSOPClassUID
             if not str(ds.get("SOPInstanceUID", "") or "") and meta.get("MediaStorageSOPInstanceUID"):
                 ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        # type 2 attributes that highdicom copies into SEG/SR: present, possibly empty
+        for kw in _TYPE2_COPIED:
+            if kw not in ds:
+                setattr(ds, kw, "")
         out.append(ds)
     return out
+
+
+def complete_sources(sources: list, digest: str) -> list[str]:
+    """Give anonymised sources without Study/Series Instance UID stable stand-in UIDs (in memory).
+
+    Some anonymisers blank these UIDs. The SEG and SR must carry a study and series,
+    so a UID derived from the content digest is used for all source slices alike;
+    the instances are still referenced by their own SOP Instance UIDs and frame of
+    reference. Returns one note per attribute filled (added to the analysis warnings).
+    """
+    notes = []
+    for kw in ("StudyInstanceUID", "SeriesInstanceUID"):
+        if any(not str(ds.get(kw, "") or "") for ds in sources):
+            stand_in = _uid(digest, f"source-{kw}")
+            for ds in sources:
+                if not str(ds.get(kw, "") or ""):
+                    setattr(ds, kw, stand_in)
+            notes.append(f"the source DICOM files have no {kw}; segmentation.dcm and measurements.dcm use "
+                         f"the stand-in {stand_in}")
+    return notes
 
 
 def check_sources(volume: Volume, sources: list) -> None:
@@ -104,8 +139,9 @@ def check_sources(volume: Volume, sources: list) -> None:
     for ds in sources:
         if int(ds.Rows) != ny or int(ds.Columns) != nx:
             raise DicomMismatch(f"source slice is {ds.Rows}x{ds.Columns}, analysed grid is {ny}x{nx}")
-        if "FrameOfReferenceUID" not in ds:
-            raise DicomMismatch("the source files have no FrameOfReferenceUID")
+        missing = [kw for kw in _TYPE1_NEEDED if not ds.get(kw)]
+        if missing:
+            raise DicomMismatch(f"a source file lacks {', '.join(missing)}")
 
 
 def _content_datetime(analysis: Analysis, sources: list) -> tuple[str, str]:
@@ -240,7 +276,9 @@ def write_dicom_seg(
     """
     import highdicom as hd
 
-    sources = read_source_datasets(volume) if sources is None else sources
+    if sources is None:
+        sources = read_source_datasets(volume)
+        complete_sources(sources, digest)
     check_sources(volume, sources)
     lm = masks.label_map() if label_map is None else label_map
     values = [int(v) for v in np.unique(lm) if v != 0]
@@ -255,23 +293,26 @@ def write_dicom_seg(
     seg_array = seg_array.astype(np.uint8 if len(values) < 256 else np.uint16)
     by_label = _findings_by_label(analysis)
     descriptions = [_segment_description(v, numbers[v], by_label.get(v), analysis, digest) for v in values]
-    seg = hd.seg.Segmentation(
-        source_images=sources,
-        pixel_array=seg_array,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
-        series_instance_uid=_uid(digest, "seg-series"),
-        series_number=SEG_SERIES_NUMBER,
-        sop_instance_uid=_uid(digest, "seg-instance"),
-        instance_number=1,
-        manufacturer=_MANUFACTURER,
-        manufacturer_model_name=_MODEL,
-        software_versions=_software_version(analysis),
-        device_serial_number="none",
-        content_description="calcscope liver, lesion, duct and calcification masks",
-        content_label="CALCSCOPE",
-        series_description="calcscope segmentation",
-    )
+    try:
+        seg = hd.seg.Segmentation(
+            source_images=sources,
+            pixel_array=seg_array,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions,
+            series_instance_uid=_uid(digest, "seg-series"),
+            series_number=SEG_SERIES_NUMBER,
+            sop_instance_uid=_uid(digest, "seg-instance"),
+            instance_number=1,
+            manufacturer=_MANUFACTURER,
+            manufacturer_model_name=_MODEL,
+            software_versions=_software_version(analysis),
+            device_serial_number="none",
+            content_description="calcscope liver, lesion, duct and calcification masks",
+            content_label="CALCSCOPE",
+            series_description="calcscope segmentation",
+        )
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DicomMismatch(f"highdicom could not build the SEG from these source headers ({type(exc).__name__}: {exc})") from exc
     date, time = _content_datetime(analysis, sources)
     _fix_dates(seg, date, time)
     _pin_random_uids(seg, digest, "seg")
@@ -330,7 +371,9 @@ def write_dicom_sr(
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    sources = read_source_datasets(volume) if sources is None else sources
+    if sources is None:
+        sources = read_source_datasets(volume)
+        complete_sources(sources, digest)
     version = _software_version(analysis)
     algo = hd.sr.AlgorithmIdentification(name="calcscope", version=version)
     groups = []
@@ -363,19 +406,22 @@ def write_dicom_sr(
         procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
         imaging_measurements=groups or None,
     )
-    sr = hd.sr.Comprehensive3DSR(
-        evidence=[*sources, seg.dataset],
-        content=report,
-        series_instance_uid=_uid(digest, "sr-series"),
-        series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=_uid(digest, "sr-instance"),
-        instance_number=1,
-        manufacturer=_MANUFACTURER,
-        is_complete=False,
-        is_final=False,
-        is_verified=False,
-        series_description="calcscope measurements",
-    )
+    try:
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=[*sources, seg.dataset],
+            content=report,
+            series_instance_uid=_uid(digest, "sr-series"),
+            series_number=SR_SERIES_NUMBER,
+            sop_instance_uid=_uid(digest, "sr-instance"),
+            instance_number=1,
+            manufacturer=_MANUFACTURER,
+            is_complete=False,
+            is_final=False,
+            is_verified=False,
+            series_description="calcscope measurements",
+        )
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DicomMismatch(f"highdicom could not build the SR from these source headers ({type(exc).__name__}: {exc})") from exc
     date, time = _content_datetime(analysis, sources)
     _fix_dates(sr, date, time)
     _pin_random_uids(sr, digest, "sr")

@@ -84,11 +84,14 @@ def write_outputs(
         if volume.source_files:
             try:
                 sources = _dicom.read_source_datasets(volume)
+                notes = _dicom.complete_sources(sources, digest)
                 seg = _dicom.write_dicom_seg(tmp / "segmentation.dcm", report, volume, masks, digest=digest,
                                              label_map=label_map, sources=sources)
                 _dicom.write_dicom_sr(tmp / "measurements.dcm", report, volume, seg, digest=digest,
                                       sources=sources)
                 has_dicom = True
+                if notes:
+                    report = report.model_copy(update={"warnings": [*report.warnings, *notes]})
             except _dicom.DicomMismatch as exc:
                 for name in ("segmentation.dcm", "measurements.dcm"):
                     (tmp / name).unlink(missing_ok=True)
