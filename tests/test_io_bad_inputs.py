@@ -390,6 +390,27 @@ def test_bad_input_is_refused_with_its_error_and_exit_code(case, sandbox, capsys
     assert _snapshot(inputs) == before
 
 
+@pytest.mark.parametrize("keep_bytes", [140, 300, 400, 700, 900, -300, -1])
+def test_a_slice_truncated_anywhere_is_refused(tmp_path, keep_bytes):
+    """pydicom reads a cut header without complaint; the loader must still notice."""
+    files = write_series(tmp_path / "s")
+    raw = files[2].read_bytes()
+    files[2].write_bytes(raw[:keep_bytes])
+    with pytest.raises(CorruptInputError, match="slice0002"):
+        load_ct(tmp_path / "s")
+
+
+def test_error_inside_a_zip_names_the_member(tmp_path):
+    files = write_series(tmp_path / "s")
+    files[1].write_bytes(files[1].read_bytes()[:400])
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as zf:
+        for f in files:
+            zf.write(f, f"exp/{f.name}")
+    with pytest.raises(CorruptInputError) as info:
+        load_ct(tmp_path / "a.zip")
+    assert info.value.path == f"{tmp_path / 'a.zip'}!/exp/slice0001.dcm"
+
+
 def test_corpus_has_at_least_twenty_distinct_cases():
     assert len(CORPUS) >= 20
     assert len({fn for fn in CORPUS.values()}) == len(CORPUS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,10 +137,13 @@ def read_dicom_header(path: Path) -> Any | None:
     if kind == "other":
         return None
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=(kind == "raw"))
-        # touch the elements we rely on so that lazy parsing errors surface here
-        for kw in ("Modality", "SeriesInstanceUID", "Rows", "Columns"):
-            ds.get(kw)
+        with warnings.catch_warnings():
+            # invalid values are judged below; pydicom's warnings would only clutter the CLI
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=(kind == "raw"))
+            # touch the elements we rely on so that lazy parsing errors surface here
+            for kw in ("Modality", "SeriesInstanceUID", "Rows", "Columns", "SOPClassUID"):
+                ds.get(kw)
     except InvalidDicomError:
         return None
     except Exception as exc:  # pydicom raises many types on damaged files
@@ -161,13 +165,37 @@ def read_dicom_header(path: Path) -> Any | None:
         )
     from pydicom.uid import UID
 
-    if "Image Storage" in UID(str(sop)).name and ("Rows" not in ds or "Columns" not in ds):
+    classes = {str(u) for u in (ds.get("SOPClassUID"), meta.get("MediaStorageSOPClassUID") if meta is not None else None) if u}
+    if len(classes) > 1:
         raise CorruptInputError(
-            f"the DICOM file is truncated or damaged: it is a {UID(str(sop)).name} object but its header stops before "
+            f"the DICOM file is truncated or damaged: its SOP class differs between the file meta and the data set "
+            f"({' vs '.join(sorted(classes))})",
+            path=str(path),
+            hint="remove the file or export the series again from PACS",
+        )
+    image_class = next((UID(u).name for u in classes if "Image Storage" in UID(u).name), None)
+    if image_class and ("Rows" not in ds or "Columns" not in ds):
+        raise CorruptInputError(
+            f"the DICOM file is truncated or damaged: it is a {image_class} object but its header stops before "
             "the image attributes (Rows, Columns)",
             path=str(path),
             hint="remove the file or export the series again from PACS",
         )
+    ts = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    if "Rows" in ds and "Columns" in ds and ts is not None and not UID(str(ts)).is_compressed:
+        try:
+            frames = int(ds.get("NumberOfFrames", 1) or 1)
+            need = int(ds.Rows) * int(ds.Columns) * max(1, int(ds.get("BitsAllocated", 16) or 16) // 8)
+            need *= int(ds.get("SamplesPerPixel", 1) or 1) * frames
+        except (TypeError, ValueError):
+            need = 0
+        size = os.path.getsize(path)
+        if size < need:
+            raise CorruptInputError(
+                f"the DICOM file is truncated: it has {size} bytes but its pixel data alone needs {need}",
+                path=str(path),
+                hint="remove the file or export the series again from PACS",
+            )
     return ds
 
 
@@ -398,7 +426,9 @@ def _read_stored(path: Path, rows: int, cols: int) -> np.ndarray:
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
         if "PixelData" not in ds:
             raise CorruptInputError("the DICOM slice has no pixel data (truncated?)", path=str(path))
         try:
@@ -760,7 +790,8 @@ def _regularise_spacing(stack: np.ndarray, along: np.ndarray, *, display: str) -
     from scipy.interpolate import interp1d
 
     gaps = np.diff(along)
-    med = float(np.median(gaps))
+    # the regular spacing is that of the small gaps (the large ones are where slices are missing)
+    med = float(np.median(gaps[gaps <= 1.5 * gaps.min()]))
     worst = int(np.argmax(gaps))
     if gaps[worst] > MAX_GAP_RATIO * med * (1 + _SPACING_REL_TOL):
         big = np.flatnonzero(gaps > MAX_GAP_RATIO * med * (1 + _SPACING_REL_TOL))
