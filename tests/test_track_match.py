@@ -1,0 +1,162 @@
+"""Matching findings across studies, per-finding change, doubling time and the growth rule."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pytest
+
+from calcscope.model import Finding
+from calcscope.track import match_findings
+from calcscope.track._growth import (
+    GrowthThresholds,
+    assess_growth,
+    doubling_time_days,
+    finding_change,
+    interval_days,
+    is_calcified,
+    volume_change_percent,
+)
+from calcscope.track._match import gate_mm
+
+
+def F(fid: str, kind: str, xyz: tuple[float, float, float], d_mm: float, v_mm3: float | None = None, **kw) -> Finding:
+    return Finding(id=fid, kind=kind, centroid_mm=xyz, longest_diameter_mm=d_mm, size_mm=d_mm,
+                   volume_mm3=v_mm3 if v_mm3 is not None else math.pi / 6 * d_mm**3, **kw)
+
+
+# ---- matching -----------------------------------------------------------------------------
+
+
+def test_hungarian_prefers_the_globally_best_assignment() -> None:
+    # greedy nearest-first would pair c0 with p1 (1 mm) and leave p0 and c1 apart (13 mm > 10 mm gate)
+    prior = [F("p0", "calcification", (0.0, 0.0, 0.0), 3.0), F("p1", "calcification", (5.0, 0.0, 0.0), 3.0)]
+    current = [F("c0", "calcification", (4.0, 0.0, 0.0), 3.0), F("c1", "calcification", (13.0, 0.0, 0.0), 3.0)]
+    m = match_findings(prior, current)
+    assert [(p.prior_index, p.current_index) for p in m.pairs] == [(0, 0), (1, 1)]
+    assert m.pairs[0].distance_mm == pytest.approx(4.0)
+    assert m.pairs[1].distance_mm == pytest.approx(8.0)
+    assert m.new == [] and m.resolved == []
+
+
+def test_gate_scales_with_size_and_has_a_floor() -> None:
+    small = F("a", "lesion", (0, 0, 0), 4.0)
+    big = F("b", "lesion", (0, 0, 0), 40.0)
+    assert gate_mm(small, small) == 10.0
+    assert gate_mm(small, big) == 20.0
+    prior = [F("p", "lesion", (0.0, 0.0, 0.0), 40.0)]
+    assert len(match_findings(prior, [F("c", "lesion", (19.0, 0.0, 0.0), 40.0)]).pairs) == 1
+    m = match_findings(prior, [F("c", "lesion", (21.0, 0.0, 0.0), 40.0)])
+    assert m.pairs == [] and m.new == [0] and m.resolved == [0]
+
+
+def test_kinds_must_be_compatible() -> None:
+    prior = [F("p0", "calcification", (0, 0, 0), 3.0), F("p1", "cyst", (50, 0, 0), 20.0)]
+    current = [F("c0", "lesion", (0, 0, 0), 3.0), F("c1", "lesion", (50, 1, 0), 22.0)]
+    m = match_findings(prior, current)
+    assert [(p.prior_index, p.current_index) for p in m.pairs] == [(1, 1)]  # cyst <-> lesion allowed
+    assert m.new == [0] and m.resolved == [0]
+
+
+def test_registration_mapping_is_applied_to_current_points() -> None:
+    prior = [F("p0", "calcification", (10.0, 20.0, 30.0), 3.0)]
+    current = [F("c0", "calcification", (40.0, 20.0, 30.0), 3.0)]
+    assert match_findings(prior, current).pairs == []
+    m = match_findings(prior, current, current_to_prior=lambda q: np.asarray(q) - [30.0, 0.0, 0.0])
+    assert len(m.pairs) == 1 and m.pairs[0].distance_mm == pytest.approx(0.0)
+    assert np.allclose(m.current_in_prior_mm[0], (10.0, 20.0, 30.0))
+
+
+def test_empty_sides_and_missing_centroids() -> None:
+    m = match_findings([], [F("c", "lesion", (0, 0, 0), 10.0)])
+    assert m.new == [0] and m.resolved == []
+    no_pos = Finding(id="x", kind="lesion", size_mm=10.0)
+    m = match_findings([no_pos], [F("c", "lesion", (0, 0, 0), 10.0)])
+    assert m.pairs == [] and m.resolved == [0] and m.new == [0]
+
+
+# ---- change and doubling time -------------------------------------------------------------------
+
+
+def test_doubling_time_formula() -> None:
+    assert doubling_time_days(100.0, 200.0, 90.0) == pytest.approx(90.0)
+    assert doubling_time_days(100.0, 400.0, 90.0) == pytest.approx(45.0)
+    # Td = t ln2 / ln(V2/V1): 100 -> 150 mm3 in 120 days
+    assert doubling_time_days(100.0, 150.0, 120.0) == pytest.approx(120.0 * math.log(2) / math.log(1.5), rel=1e-12)
+    assert doubling_time_days(100.0, 80.0, 90.0) is None  # shrinking: no doubling time
+    assert doubling_time_days(100.0, 100.0, 90.0) is None
+    assert doubling_time_days(100.0, 200.0, None) is None
+
+
+def test_interval_and_volume_change() -> None:
+    assert interval_days(dt.date(2024, 1, 1), dt.date(2024, 7, 1)) == 182.0
+    assert interval_days(dt.date(2024, 7, 1), dt.date(2024, 1, 1)) is None
+    assert interval_days(None, dt.date(2024, 1, 1)) is None
+    assert volume_change_percent(200.0, 150.0) == pytest.approx(-25.0)
+    assert volume_change_percent(0.0, 150.0) is None
+
+
+def test_finding_change_fills_model_change() -> None:
+    a = F("p", "calcification", (0, 0, 0), 4.0, 30.0)
+    b = F("c", "calcification", (0, 0, 0), 6.5, 60.0)
+    ch = finding_change(a, b, prior_date=dt.date(2024, 1, 1), current_date=dt.date(2024, 4, 10))
+    assert ch.growth_percent == pytest.approx(100.0)
+    assert ch.diameter_change_mm == pytest.approx(2.5)
+    assert ch.interval_days == 100.0
+    assert ch.doubling_time_days == pytest.approx(100.0)
+    assert ch.prior_date == dt.date(2024, 1, 1)
+
+
+# ---- growth rule ------------------------------------------------------------------------------
+
+
+def _alert(v1, v2, d1, d2, days=None, kind="calcification", calcified=True):
+    a = F("p", kind, (0, 0, 0), d1, v1)
+    b = F("c", kind, (0, 0, 0), d2, v2)
+    p_date = dt.date(2024, 1, 1)
+    c_date = None if days is None else p_date + dt.timedelta(days=days)
+    ch = finding_change(a, b, prior_date=p_date, current_date=c_date)
+    return assess_growth(a, b, ch, calcified=calcified)
+
+
+def test_growth_volume_criterion_needs_percent_and_absolute() -> None:
+    assert _alert(50.0, 60.0, 5.0, 5.5, days=120) is not None  # +20 %, +10 mm3 exactly
+    assert _alert(50.0, 59.9, 5.0, 5.5, days=120) is None  # +19.8 %
+    assert _alert(2.0, 8.0, 1.6, 2.5, days=120) is None  # +300 % but only +6 mm3 (partial-volume noise)
+
+
+def test_growth_diameter_criterion_alone() -> None:
+    alert = _alert(100.0, 105.0, 6.0, 8.0, days=90)
+    assert alert is not None
+    assert any("diameter" in c for c in alert.criteria_met)
+    assert "seeds/003_f4e56972f096d8df.txt" in alert.citations
+    assert "suggests" in alert.statement
+
+
+def test_growth_over_a_long_interval_is_not_alerted() -> None:
+    assert _alert(50.0, 100.0, 5.0, 8.0, days=400) is None
+    assert _alert(50.0, 100.0, 5.0, 8.0, days=365) is not None
+    unknown = _alert(50.0, 100.0, 5.0, 8.0, days=None)
+    assert unknown is not None and unknown.interval_days is None and "unknown" in unknown.statement
+
+
+def test_growth_only_for_calcified_findings() -> None:
+    assert _alert(500.0, 1000.0, 10.0, 13.0, days=90, kind="lesion", calcified=False) is None
+    lesion = F("lesion-001", "lesion", (0, 0, 0), 20.0, children=["calc-001"])
+    plain = F("lesion-002", "lesion", (0, 0, 0), 20.0)
+    calc = F("calc-002", "calcification", (0, 0, 0), 3.0, parent_id="lesion-002")
+    assert is_calcified(lesion, [lesion])
+    assert is_calcified(plain, [plain, calc])
+    assert not is_calcified(F("lesion-003", "lesion", (0, 0, 0), 20.0), [plain, calc])
+    assert is_calcified(calc, [])
+
+
+def test_custom_thresholds() -> None:
+    a = F("p", "calcification", (0, 0, 0), 5.0, 50.0)
+    b = F("c", "calcification", (0, 0, 0), 6.0, 65.0)
+    ch = finding_change(a, b)
+    assert assess_growth(a, b, ch, calcified=True) is not None  # +30 % and +15 mm3
+    strict = GrowthThresholds(min_volume_percent=50.0, min_volume_mm3=10.0, min_diameter_mm=2.0)
+    assert assess_growth(a, b, ch, calcified=True, thresholds=strict) is None  # +30 % < 50 %, +1 mm < 2 mm
