@@ -646,6 +646,17 @@ def test_non_dicom_files_beside_a_series_are_ignored(tmp_path):
     assert got.meta["ignored"] == {"non_dicom_files": 2}
 
 
+def test_link_loop_and_fifo_inside_a_series_folder_are_skipped(tmp_path):
+    vol = ramp_volume()
+    write_series(tmp_path / "s", vol)
+    os.symlink(tmp_path / "s" / "loop2", tmp_path / "s" / "loop1")
+    os.symlink(tmp_path / "s" / "loop1", tmp_path / "s" / "loop2")
+    os.mkfifo(tmp_path / "s" / "pipe")  # opening it would block; it must not be opened
+    got = load_ct(tmp_path / "s")
+    np.testing.assert_array_equal(got.array, vol.array)
+    assert got.meta["ignored"] == {"unreadable_files": 2}
+
+
 @pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
 def test_nrrd_and_metaimage_load_with_geometry(tmp_path, suffix):
     import SimpleITK as sitk
