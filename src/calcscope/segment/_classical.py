@@ -72,6 +72,7 @@ class ClassicalParams:
     boundary_offset_mm: float = 1.0
     refine_drop_below_hu: float = 40.0
     refine_add_within_hu: float = 15.0
+    refine_mode: str = "partial_volume"
 
 
 @dataclass
@@ -281,11 +282,15 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
     w = ndi.gaussian_filter(liver.astype(np.float32), [p.local_mean_sigma_mm * 2 / s for s in sp], mode="nearest")
     local_mean = ndi.gaussian_filter(np.where(liver, img, 0).astype(np.float32), [p.local_mean_sigma_mm * 2 / s for s in sp], mode="nearest")
     local_mean = np.where(w > 1e-3, local_mean / np.maximum(w, 1e-3), mode).astype(np.float32)
+    outside = body & ~liver
+    wo = ndi.gaussian_filter(outside.astype(np.float32), [p.local_mean_sigma_mm / s for s in sp], mode="nearest")
+    out_mean = ndi.gaussian_filter(np.where(outside, img, 0).astype(np.float32), [p.local_mean_sigma_mm / s for s in sp], mode="nearest")
+    out_mean = np.where(wo > 1e-3, out_mean / np.maximum(wo, 1e-3), -1000.0).astype(np.float32)
     src_f = np.clip(src, -1024, 3071) if src.min() < -1024 else src
     mask_can = _upsample_refine(
-        soft, local_mean, src_f, factors, can.spacing_zyx,
+        soft, local_mean, out_mean, src_f, factors, can.spacing_zyx,
         drop_below_hu=p.refine_drop_below_hu, add_within_hu=p.refine_add_within_hu,
-        level=_offset_level(p.boundary_offset_mm, p.smooth_sigma_mm),
+        level=_offset_level(p.boundary_offset_mm, p.smooth_sigma_mm), mode=p.refine_mode,
     )
     mask = can.to_native(mask_can)
     dbg: dict[str, Any] = {}
@@ -338,14 +343,16 @@ def _adaptive_grow(
 def _upsample_refine(
     soft: np.ndarray,
     local_mean: np.ndarray,
+    outside_mean: np.ndarray,
     fine: np.ndarray,
     factors: tuple[int, int, int],
     fine_spacing: tuple[float, float, float],
     *,
     drop_below_hu: float,
     add_within_hu: float,
-    band: tuple[float, float] = (0.15, 0.85),
+    band: tuple[float, float] = (0.03, 0.97),
     level: float = 0.5,
+    mode: str = "partial_volume",
 ) -> np.ndarray:
     """Up-sample a [0, 1] map to the fine grid and settle the boundary band on fine intensities.
 
@@ -384,9 +391,16 @@ def _upsample_refine(
         m = up(local_mean)
         sig = [0.0] + [1.0 / s for s in fine_spacing[1:]]
         f = ndi.gaussian_filter(fine[box].astype(np.float32), sig, mode="nearest")
+        o = up(outside_mean)
+        # nearer the local liver mean than the local surroundings' mean: the 50 % partial-volume
+        # point, whatever the neighbour is (fat, lung, stomach, kidney)
+        liver_like = np.abs(f - m) <= np.abs(f - o)
         keep = inside & ~(bandm & (f < m - drop_below_hu))
         add = ~inside & bandm & (np.abs(f - m) <= add_within_hu)
-        inside = keep | add
+        if mode == "partial_volume":
+            inside = np.where(bandm, liver_like, inside)
+        else:
+            inside = keep | add
     out[box] = inside
     return out
 
