@@ -50,9 +50,9 @@ __all__ = [
 #: weight of the uniform distribution mixed into the posterior (bounds it away from 0 and 1)
 FLOOR_MIX = 0.02
 #: below this top probability the result is flagged "insufficient evidence"
-MIN_TOP_PROBABILITY = 0.40
+MIN_TOP_PROBABILITY = 0.60
 #: below this lead of the top condition over the second the result is flagged as well
-MIN_MARGIN = 0.10
+MIN_MARGIN = 0.20
 #: evidence items are listed when |weight| (natural log) reaches this value (LR <= 0.9 or >= 1.1)
 MIN_EVIDENCE_WEIGHT = 0.1
 #: missing-information items are listed when they move a top-3 probability by this much

@@ -409,6 +409,7 @@ def _large_lesion_small_calc(
         return
     by_id = {f.id: f for f in findings if f.id}
     large_ids = {f.id for _, f in lesions if f.id and (_size(f) or 0) > LARGE_LESION_MM}
+    any_large = any((_size(f) or 0) > LARGE_LESION_MM for _, f in lesions)
     hits: list[str] = []
     for i, f in enumerate(findings):
         if f.kind != "calcification" or (_size(f) is None) or _size(f) >= SMALL_CALC_IN_LESION_MM:  # type: ignore[operator]
@@ -416,7 +417,7 @@ def _large_lesion_small_calc(
         parent = by_id.get(f.parent_id) if f.parent_id else None
         if parent is not None and parent.id in large_ids:
             hits.append(f"{_name(f, i)} ({_size(f):.0f} mm) in {parent.id} ({_size(parent):.0f} mm)")
-        elif parent is None and large_ids and {"in_lesion_centre", "in_lesion_rim"} & set(f.location):
+        elif parent is None and any_large and {"in_lesion_centre", "in_lesion_rim"} & set(f.location):
             hits.append(f"{_name(f, i)} ({_size(f):.0f} mm) in a lesion larger than {LARGE_LESION_MM:g} mm")
     if hits:
         col.present("lesion_large_with_small_calc", "; ".join(hits[:3]))

@@ -266,7 +266,7 @@ def _read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise KnowledgeBaseError(f"cannot read knowledge file: {exc.strerror}", path=str(path)) from exc
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - safe loader
     except yaml.YAMLError as exc:
         raise KnowledgeBaseError(f"knowledge file is not valid YAML: {exc}", path=str(path)) from exc
 
