@@ -95,6 +95,13 @@ def test_dcmqi_three_slices_with_padding():
     assert float(np.median(v.array[liver])) == pytest.approx(45.0, abs=1.0)
 
 
+def test_dcmqi_parent_folder_picks_the_ct_among_seg_nrrd_and_text():
+    """The folder also holds a DICOM SEG (liver.dcm), NRRD label maps and a licence text."""
+    v = load_ct(DCMQI)
+    assert v.shape == (3, 512, 512) and v.meta["padding"]["voxels"] == 167_316
+    assert v.meta["ignored"] == {"non_dicom_files": 1, "non_image_dicom_objects": 1, "image_files": 4}
+
+
 def test_single_slice_ct_small_is_refused(capsys):
     path = SHARED / "pydicom-ct-small" / "CT_small.dcm"
     with pytest.raises(GeometryError, match="single 2-D DICOM slice"):

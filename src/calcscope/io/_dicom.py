@@ -182,11 +182,11 @@ def read_dicom_header(path: Path) -> Any | None:
             hint="remove the file or export the series again from PACS",
         )
     ts = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
-    if "Rows" in ds and "Columns" in ds and ts is not None and not UID(str(ts)).is_compressed:
+    if image_class and ts is not None and not UID(str(ts)).is_compressed:
         try:
-            frames = int(ds.get("NumberOfFrames", 1) or 1)
-            need = int(ds.Rows) * int(ds.Columns) * max(1, int(ds.get("BitsAllocated", 16) or 16) // 8)
-            need *= int(ds.get("SamplesPerPixel", 1) or 1) * frames
+            bits = int(ds.get("BitsAllocated", 16) or 16)
+            n_values = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+            need = (n_values * int(ds.get("NumberOfFrames", 1) or 1) * bits + 7) // 8
         except (TypeError, ValueError):
             need = 0
         size = os.path.getsize(path)
