@@ -11,17 +11,23 @@ Shape classes (vocabulary ``model.Shape``; rules in :func:`classify_shape` and
   (distance from the centroid to the nearest focus voxel >= ``ring_gap_fraction`` of
   the diameter) and the focus is not a line. Calcified hydatid and abscess walls
   look like this (``seeds/001_fc47ebb88f3c1e60.txt``).
-* ``linear``: elongated (longest / second principal extent >= ``linear_elongation``).
+* ``linear``: elongated (longest / second principal extent >= ``linear_elongation``),
+  or a thin plate (second / third extent >= ``sheet_flatness``, thickness <=
+  ``sheet_max_thickness_mm``): capsular plaques and septa read as lines on slices.
 * ``stellate``: radiating from a filled centre: low solidity (focus volume / convex
   hull volume) with the centre inside the focus (fibrolamellar carcinoma scar).
-* ``punctate``: compact and at most ``punctate_max_mm`` long; ``coarse`` (plaque):
-  compact and longer.
+* ``punctate``: compact and small (equivalent-sphere diameter of the partial-volume
+  volume at most ``punctate_max_equivalent_mm``: on thick slices the longest diameter
+  of a dot is dominated by the voxel size); ``coarse`` (plaque): compact and larger.
 * ``grit`` (group property): at least ``grit_min_count`` tiny foci (each at most
   ``grit_max_mm``) whose centroids chain together at <= ``grit_link_mm``; every member
   is labelled grit (grit-like calcification of metastases, seed 001).
-* ``beaded`` (group property): at least ``beaded_min_count`` compact foci linked at
-  <= ``beaded_link_mm`` whose centroids lie along a line (second principal SD <=
-  ``beaded_max_lateral_fraction`` of the first): a chain, as stones in a duct.
+* ``beaded``: a compact focus (<= ``beaded_max_mm``) sitting in a tubular
+  fluid-density structure (a stone in a dilated duct: :func:`_duct_like`), or a
+  member of a chain of at least ``beaded_min_count`` compact foci linked at <=
+  ``beaded_link_mm`` whose centroids lie along a line (second principal SD <=
+  ``beaded_max_lateral_fraction`` of the first). Stones run along the ducts in a
+  beaded way (seed 001).
 
 Volume: the thresholded mask underestimates or overestimates partial-volume foci
 depending on the threshold, so the reported ``volume_mm3`` is a partial-volume
@@ -47,6 +53,7 @@ from ._geometry import (
     equivalent_diameter_mm,
     lobe_of,
     longest_diameter_mm,
+    PrincipalAxes,
     principal_axes,
 )
 
@@ -63,8 +70,13 @@ __all__ = [
 
 #: thresholds of the shape rules (mm, ratios, counts)
 SHAPE_RULES: dict[str, float] = {
-    "punctate_max_mm": 3.0,
+    "punctate_max_mm": 4.5,
+    "punctate_max_equivalent_mm": 4.2,
     "linear_elongation": 3.0,
+    "sheet_flatness": 3.0,
+    "sheet_max_thickness_mm": 6.0,
+    "capsular_plaque_min_mm": 8.0,
+    "capsular_plaque_flatness": 1.8,
     "ring_min_mm": 6.0,
     "ring_gap_fraction": 0.2,
     "ring_max_elongation": 2.5,
@@ -77,6 +89,11 @@ SHAPE_RULES: dict[str, float] = {
     "beaded_link_mm": 15.0,
     "beaded_max_mm": 10.0,
     "beaded_max_lateral_fraction": 0.2,
+    # duct test: fluid-density structure around the focus, searched this far (mm)...
+    "duct_search_mm": 12.0,
+    # ...at least this large (mm^3) and this elongated (longest / thinnest extent)
+    "duct_min_volume_mm3": 40.0,
+    "duct_min_elongation": 2.5,
 }
 
 #: depth classes (mm below the liver surface)
@@ -116,9 +133,14 @@ class FocusShape:
 
     longest_mm: float
     elongation: float
+    flatness: float
+    thickness_mm: float
     solidity: float
     gap_mm: float
     centre_filled: bool
+    capsular: bool = False
+    duct_like: bool = False
+    equivalent_diameter_mm: float | None = None
 
     @property
     def gap_fraction(self) -> float:
@@ -126,7 +148,12 @@ class FocusShape:
 
 
 def classify_shape(s: FocusShape) -> str:
-    """Shape word of a single focus (group words are assigned by :func:`group_shapes`)."""
+    """Shape word of a single focus (group words are added by :func:`group_shapes`).
+
+    Tried in order: ring, linear (line, sheet, or flat capsular plaque), beaded (a
+    compact focus inside a tubular fluid-density structure, i.e. a stone in a duct),
+    stellate, punctate, coarse.
+    """
     r = SHAPE_RULES
     if (
         s.longest_mm >= r["ring_min_mm"]
@@ -136,11 +163,24 @@ def classify_shape(s: FocusShape) -> str:
         return "ring"
     if s.elongation >= r["linear_elongation"]:
         return "linear"
+    if (
+        s.longest_mm > r["punctate_max_mm"]
+        and s.flatness >= r["sheet_flatness"]
+        and s.thickness_mm <= r["sheet_max_thickness_mm"]
+    ):
+        return "linear"  # a thin plate or sheet (septum) reads as a line on slices
+    if s.capsular and s.longest_mm >= r["capsular_plaque_min_mm"] and s.flatness >= r["capsular_plaque_flatness"]:
+        return "linear"  # a plaque along the capsule
+    if s.duct_like and s.longest_mm <= r["beaded_max_mm"]:
+        return "beaded"
     if s.longest_mm >= r["stellate_min_mm"] and s.solidity <= r["stellate_max_solidity"] and s.centre_filled:
         return "stellate"
-    if s.longest_mm <= r["punctate_max_mm"]:
-        return "punctate"
-    return "coarse"
+    small = (
+        s.equivalent_diameter_mm <= r["punctate_max_equivalent_mm"]
+        if s.equivalent_diameter_mm is not None
+        else s.longest_mm <= r["punctate_max_mm"]
+    )
+    return "punctate" if small else "coarse"
 
 
 def _clusters(points_mm: np.ndarray, link_mm: float) -> np.ndarray:
@@ -207,6 +247,11 @@ def group_shapes(
 # --------------------------------------------------------------------------------------
 
 _CUBE = np.ones((3, 3, 3), dtype=bool)
+#: geometry is measured on voxels at least this fraction of the way from the local
+#: background to the focus's calcium level (half covered by calcium)
+HALF_MAX_FRACTION = 0.5
+#: below this many core voxels the shape is read from the whole focus
+MIN_CORE_VOXELS_FOR_SHAPE = 10
 
 
 def _crop(sl: tuple[slice, ...], pad: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
@@ -216,40 +261,121 @@ def _crop(sl: tuple[slice, ...], pad: int, shape: tuple[int, ...]) -> tuple[slic
 def _pv_volume(
     arr: np.ndarray, labels: np.ndarray, k: int, sl: tuple[slice, ...], voxel_mm3: float
 ) -> tuple[float, float, float]:
-    """(partial-volume volume mm³, background HU, calcium level HU) of focus ``k``."""
+    """Partial-volume corrected volume of focus ``k``.
+
+    ``sum(HU - background) / (calcium level - background) x voxel volume`` over the
+    focus and a one-voxel rim (26-neighbourhood), where the background is the median
+    HU of a shell two to three voxels out (other foci excluded) and the calcium level
+    is the mean of the focus's three brightest voxels. Rim voxels darker than the
+    background (fluid around a stone) count as zero, and the mean positive noise
+    this clipping adds (noise SD / sqrt(2 pi) per rim voxel) is taken off again.
+
+    Returns
+    -------
+    (volume mm³, background HU, calcium level HU)
+    """
     box = _crop(sl, 4, labels.shape)
     lab = labels[box]
     a = arr[box].astype(np.float32)
     comp = lab == k
     others = (lab > 0) & ~comp
-    near = ndi.binary_dilation(comp, structure=_CUBE) & ~others
-    far = ndi.binary_dilation(comp, structure=_CUBE, iterations=3) & ~ndi.binary_dilation(
-        comp, structure=_CUBE, iterations=2
-    ) & ~others
-    bg_vals = a[far]
-    bg = float(np.median(bg_vals)) if bg_vals.size else float(np.median(a[~comp]))
+    near = ndi.binary_dilation(comp, structure=_CUBE)
+    rim = near & ~comp & ~others
+    far = (
+        ndi.binary_dilation(comp, structure=_CUBE, iterations=3)
+        & ~ndi.binary_dilation(comp, structure=_CUBE, iterations=2)
+        & ~others
+    )
+    bg_vals = a[far] if far.any() else a[~comp]
+    bg = float(np.median(bg_vals))
+    sd = min(1.4826 * float(np.median(np.abs(bg_vals - bg))), 30.0)
     vals = np.sort(a[comp])[::-1]
     level = float(vals[: min(3, len(vals))].mean())
     contrast = level - bg
     if contrast <= 1.0:
         return float(np.count_nonzero(comp) * voxel_mm3), bg, level
-    excess = float(np.sum(a[near] - bg))
+    excess = float(np.sum(a[comp] - bg)) + float(np.sum(np.clip(a[rim] - bg, 0.0, None)))
+    excess -= float(np.count_nonzero(rim)) * sd / np.sqrt(2.0 * np.pi)
     vol = max(excess / contrast, 0.0) * voxel_mm3
     return vol, bg, level
 
 
+def _fluid_level_hu(parenchyma_hu: float) -> float:
+    """Smoothed HU below which a voxel counts as fluid (bile) rather than liver:
+    at least 30 HU and half-way from the parenchyma down to water (10 HU)."""
+    return parenchyma_hu - max(30.0, 0.5 * (parenchyma_hu - 10.0))
+
+
+def _duct_like(
+    arr: np.ndarray, labels: np.ndarray, coords: np.ndarray, spacing: np.ndarray, parenchyma_hu: float
+) -> bool:
+    """Whether a focus sits in a tubular fluid-density structure (a dilated duct).
+
+    Fluid voxels (smoothed HU below :func:`_fluid_level_hu`) within
+    ``duct_search_mm`` that touch the focus (within two voxels) are gathered; the
+    structure is duct-like when it is large enough and elongated, which tells a
+    stone in a duct from a focus in a round cyst or necrotic lesion.
+    """
+    r = SHAPE_RULES
+    centre = coords.mean(0)
+    half = np.ceil(r["duct_search_mm"] / spacing).astype(int)
+    lo = np.maximum(np.floor(centre).astype(int) - half, 0)
+    hi = np.minimum(np.ceil(centre).astype(int) + half + 1, np.asarray(arr.shape))
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    sub = ndi.gaussian_filter(arr[box].astype(np.float32), sigma=0.7 / spacing, mode="nearest")
+    fluid = sub < _fluid_level_hu(parenchyma_hu)
+    if not fluid.any():
+        return False
+    focus = np.zeros(fluid.shape, dtype=bool)
+    local = coords - lo
+    ok = np.all((local >= 0) & (local < np.asarray(fluid.shape)), axis=1)
+    focus[tuple(local[ok].T)] = True
+    near = ndi.binary_dilation(focus, structure=_CUBE, iterations=2)
+    lab, n = ndi.label(fluid, structure=_CUBE)
+    ids = np.unique(lab[near & fluid])
+    ids = ids[ids > 0]
+    if len(ids) == 0:
+        return False
+    region = np.isin(lab, ids)
+    vox_mm3 = float(np.prod(spacing))
+    if region.sum() * vox_mm3 < r["duct_min_volume_mm3"]:
+        return False
+    pts = np.argwhere(region)
+    ext = principal_axes(pts, tuple(spacing)).extents_mm
+    # longest over thinnest extent: high for a tube or a branching tube, about 1 for a
+    # round cyst or lesion
+    return float(ext[0] / max(ext[2], 1e-6)) >= r["duct_min_elongation"]
+
+
 def _shape_descriptors(
-    comp: np.ndarray, coords: np.ndarray, spacing: np.ndarray, longest_mm: float, elongation: float
+    coords: np.ndarray,
+    spacing: np.ndarray,
+    longest_mm: float,
+    axes: PrincipalAxes,
+    *,
+    capsular: bool = False,
+    duct_like: bool = False,
+    equivalent_diameter_mm: float | None = None,
 ) -> FocusShape:
     voxel_mm3 = float(np.prod(spacing))
     hull = convex_hull_volume_mm3(coords, tuple(spacing))
     solidity = float(min(len(coords) * voxel_mm3 / hull, 1.0)) if hull > 0 else 1.0
-    centre = coords.mean(0)
     # gap: distance (mm) from the centroid to the nearest voxel of the focus
-    d = np.sqrt((((coords - centre) * spacing) ** 2).sum(1))
+    d = np.sqrt((((coords - coords.mean(0)) * spacing) ** 2).sum(1))
     gap = float(max(d.min() - 0.5 * float(spacing.min()), 0.0))
     centre_filled = gap <= float(spacing.max())
-    return FocusShape(longest_mm, elongation, solidity, gap, centre_filled)
+    return FocusShape(
+        longest_mm=longest_mm,
+        elongation=axes.elongation,
+        flatness=axes.flatness,
+        thickness_mm=float(axes.extents_mm[2]),
+        solidity=solidity,
+        gap_mm=gap,
+        centre_filled=centre_filled,
+        capsular=capsular,
+        duct_like=duct_like,
+        equivalent_diameter_mm=equivalent_diameter_mm,
+    )
 
 
 def describe_calcifications(
@@ -289,6 +415,10 @@ def describe_calcifications(
     voxel_mm3 = float(np.prod(spacing))
     liver = np.asarray(getattr(liver, "mask", liver), dtype=bool)
     surface = LiverSurface(liver, volume.spacing_zyx)
+    liver_vals = arr[liver]
+    step = max(1, liver_vals.size // 1_000_000)
+    parenchyma_hu = float(np.median(liver_vals[::step])) if liver_vals.size else 0.0
+    del liver_vals
     objs = ndi.find_objects(labels.astype(np.int32, copy=False), max_label=n)
 
     rows: list[dict] = []
@@ -298,25 +428,49 @@ def describe_calcifications(
             continue
         comp = labels[sl] == k
         off = np.array([s.start for s in sl])
-        coords = np.argwhere(comp) + off
-        hu = arr[tuple(coords.T)].astype(float)
-        longest = longest_diameter_mm(coords, volume.spacing_zyx)
-        axes = principal_axes(coords, volume.spacing_zyx)
-        shape_desc = _shape_descriptors(comp, coords, spacing, longest, axes.elongation)
-        vol_thr = len(coords) * voxel_mm3
+        all_coords = np.argwhere(comp) + off
+        hu_all = arr[tuple(all_coords.T)].astype(float)
+        vol_thr = len(all_coords) * voxel_mm3
         vol_pv, bg, level = _pv_volume(arr, labels, k, sl, voxel_mm3)
-        centroid_vox = coords.mean(0)
+        # geometry on the half-maximum core: voxels at least half-way from the local
+        # background to the focus's calcium level (about half covered by calcium)
+        core = hu_all >= bg + HALF_MAX_FRACTION * (level - bg)
+        if not core.any():
+            core = hu_all >= hu_all.max()
+        coords = all_coords[core]
+        hu = hu_all[core]
+        longest = longest_diameter_mm(coords, volume.spacing_zyx)
+        # shape from the core when it has enough voxels to have a shape; thin foci on
+        # thick slices (arms of a star) may keep only a few core voxels
+        shape_coords = coords if len(coords) >= MIN_CORE_VOXELS_FOR_SHAPE else all_coords
+        axes = principal_axes(shape_coords, volume.spacing_zyx)
+        w = np.clip(hu_all - bg, 0, None)
+        centroid_vox = (all_coords * w[:, None]).sum(0) / w.sum() if w.sum() > 0 else all_coords.mean(0)
         in_margin = False
         if margin is not None:
-            in_margin = bool(np.mean(margin[tuple(coords.T)]) > 0.5)
-        inside = bool(np.mean(liver[tuple(coords.T)]) >= 0.5)
+            in_margin = bool(np.mean(margin[tuple(all_coords.T)]) > 0.5)
+        inside = bool(np.mean(liver[tuple(all_coords.T)]) >= 0.5)
         depth_mm = float(surface.depth_mm(centroid_vox)[0]) if inside else 0.0
-        lobe_id = lobe_of(lobes, coords, volume.spacing_zyx)
+        lobe_id = lobe_of(lobes, all_coords, volume.spacing_zyx)
+        capsular = depth_class(depth_mm, in_margin=in_margin or not inside) == "capsular"
+        duct_like = longest <= SHAPE_RULES["beaded_max_mm"] and _duct_like(
+            arr, labels, all_coords, spacing, parenchyma_hu
+        )
+        shape_desc = _shape_descriptors(
+            shape_coords,
+            spacing,
+            longest,
+            axes,
+            capsular=capsular,
+            duct_like=duct_like,
+            equivalent_diameter_mm=equivalent_diameter_mm(vol_pv),
+        )
         rows.append(
             dict(
                 k=k,
                 coords=coords,
                 hu=hu,
+                hu_all=hu_all,
                 longest=longest,
                 axes=axes,
                 shape_desc=shape_desc,
@@ -359,9 +513,9 @@ def describe_calcifications(
                 volume_mm3=round(r["vol_pv"], 2),
                 hu=float(np.clip(round(float(hu.mean()), 1), -1100, 4000)),
                 hu_mean=round(float(hu.mean()), 1),
-                hu_max=round(float(hu.max()), 1),
+                hu_max=round(float(r["hu_all"].max()), 1),
                 hu_sd=round(float(hu.std()), 1),
-                agatston_weight=agatston_weight(float(hu.max())),
+                agatston_weight=agatston_weight(float(r["hu_all"].max())),
                 shape=shape,  # type: ignore[arg-type]
                 location=location,  # type: ignore[arg-type]
                 lobe=r["lobe"],
@@ -375,10 +529,13 @@ def describe_calcifications(
                     "equivalent_diameter_mm": round(equivalent_diameter_mm(r["vol_pv"]), 2),
                     "background_hu": round(r["bg"], 1),
                     "calcium_level_hu": round(r["level"], 1),
-                    "voxel_count": float(len(r["coords"])),
+                    "voxel_count": float(len(r["hu_all"])),
+                    "core_voxel_count": float(len(r["coords"])),
                     "elongation_ratio": round(sd.elongation, 3),
+                    "flatness_ratio": round(sd.flatness, 3),
                     "solidity_ratio": round(sd.solidity, 3),
                     "centre_gap_mm": round(sd.gap_mm, 2),
+                    "in_fluid_tube": float(sd.duct_like),
                     "extent_2_mm": round(float(r["axes"].extents_mm[1]), 2),
                     "extent_3_mm": round(float(r["axes"].extents_mm[2]), 2),
                 },

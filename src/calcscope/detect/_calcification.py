@@ -10,8 +10,9 @@ How a focus is found
    On contrast phases the **vessel pool HU** is the lumen level of the enhanced
    vessel tree: the liver is smoothed (Gaussian, :data:`VESSEL_SMOOTH_MM`), voxels
    brighter than parenchyma + :data:`VESSEL_DELTA_HU` form bright components, the
-   large elongated ones are taken as the vessel tree, and the
-   :data:`VESSEL_POOL_PERCENTILE`-th percentile of their smoothed HU is the pool.
+   large elongated ones with a blood-like median HU are taken as the vessel tree
+   (:func:`_vessel_tree`), and the :data:`VESSEL_POOL_PERCENTILE`-th percentile of
+   their smoothed HU is the pool.
 3. **Threshold** (see :func:`threshold_rule`)::
 
        threshold = max(phase floor,
@@ -24,10 +25,11 @@ How a focus is found
    fixed 300 HU loses small partial-volume foci, so calcscope uses a lower floor and
    lets the measured vessel pool raise the threshold as far as the scan needs: no
    voxel of a vessel whose lumen is at the pool level exceeds pool + 5 noise SD by
-   chance (probability < 3e-7 per voxel). The arterial-phase floor is 350 HU:
-   arterial blood (aorta 250-350 HU, and what follows it, such as the nodular
-   enhancement of a haemangioma) is brighter than the portal tree that dominates the
-   measured pool, and hepatic arteries are too thin to be measured in the liver.
+   chance (probability < 3e-7 per voxel). The arterial-phase floor is 320 HU:
+   arterial blood (aorta about 250-350 HU) and what follows it, such as the
+   peripheral nodular enhancement of a haemangioma (about 260 HU), is brighter than
+   the portal tree that dominates the measured pool, and hepatic arteries are too
+   thin to be measured inside the liver; 320 HU is 260 HU plus 5 noise SD at 12 HU.
    An unknown phase is treated like the arterial one (the safe side).
 4. **Components**: 26-connected (``cc3d``) components of the voxels above a lower
    hysteresis level (:func:`low_level_rule`, 3.5 noise SD above parenchyma and vessel
@@ -72,10 +74,10 @@ __all__ = [
 #: non-contrast CT; on contrast phases the vessel-pool term usually governs.
 PHASE_FLOOR_HU: dict[str, float] = {
     "non_contrast": 130.0,
-    "arterial": 350.0,
+    "arterial": 320.0,
     "portal_venous": 200.0,
     "delayed": 180.0,
-    "unknown": 350.0,
+    "unknown": 320.0,
 }
 #: threshold above parenchyma, in noise SDs
 K_PARENCHYMA = 5.0
@@ -93,13 +95,28 @@ VESSEL_SMOOTH_MM = 1.0
 VESSEL_DELTA_HU = 30.0
 #: a bright component is part of the vessel tree when it is at least this long (mm)...
 VESSEL_TREE_MIN_EXTENT_MM = 15.0
-#: ...and at least this elongated (longest extent / equivalent diameter)
+#: ...and at least this elongated (longest extent / equivalent diameter)...
 VESSEL_TREE_MIN_RATIO = 2.0
+#: ...and at least this large (mm³) and this share of the largest elongated component
+VESSEL_TREE_MIN_VOLUME_MM3 = 100.0
+VESSEL_TREE_MIN_SHARE = 0.1
 #: percentile of smoothed vessel-tree HU taken as the vessel pool
 VESSEL_POOL_PERCENTILE = 95.0
+#: the vessel pool never counts above this (HU): portal/hepatic venous blood seldom
+#: exceeds it, and a calcified septum or rim touching the tree must not raise the
+#: threshold over itself
+VESSEL_POOL_MAX_HU: dict[str, float] = {
+    "non_contrast": 100.0,
+    "arterial": 220.0,
+    "portal_venous": 300.0,
+    "delayed": 220.0,
+    "unknown": 300.0,
+}
 #: candidate components with this elongation and thickness may be vessels...
 VESSEL_MIN_ELONGATION = 2.5
 VESSEL_MAX_THICKNESS_MM = 8.0
+#: ...and a round cross-section (second / third extent at most this)...
+VESSEL_MAX_FLATNESS = 2.0
 #: ...when they are part of a vessel-tree component at least this many times larger...
 VESSEL_MIN_TREE_RATIO = 2.0
 #: ...and their peak stays below what enhanced blood reaches in the phase (HU)
@@ -242,18 +259,18 @@ def low_level_rule(
     return float(min(level, threshold_hu))
 
 
-def _extent_stats(coords: np.ndarray, spacing: np.ndarray) -> tuple[float, float, float]:
-    """(longest extent, second extent, elongation) of voxel centres via PCA, in mm."""
+def _extent_stats(coords: np.ndarray, spacing: np.ndarray) -> tuple[float, float, float, float]:
+    """(longest extent, second extent, elongation, flatness) of voxel centres via PCA, mm."""
     pts = coords.astype(float) * spacing
     if len(pts) < 2:
-        return float(spacing.max()), float(spacing.min()), 1.0
+        return float(spacing.max()), float(spacing.min()), 1.0, 1.0
     c = pts - pts.mean(0)
     evals, evecs = np.linalg.eigh(c.T @ c / len(c))
     axes = evecs[:, ::-1].T
     proj = c @ axes.T
     vox = np.sqrt(((axes * spacing) ** 2).sum(1))
     ext = proj.max(0) - proj.min(0) + vox
-    return float(ext[0]), float(ext[1]), float(ext[0] / max(ext[1], 1e-6))
+    return float(ext[0]), float(ext[1]), float(ext[0] / max(ext[1], 1e-6)), float(ext[1] / max(ext[2], 1e-6))
 
 
 # --------------------------------------------------------------------------------------
@@ -270,8 +287,17 @@ class _VesselTree:
 
 
 def _vessel_tree(
-    box_arr: np.ndarray, liver_box: np.ndarray, spacing: np.ndarray, parenchyma_hu: float
+    box_arr: np.ndarray, liver_box: np.ndarray, spacing: np.ndarray, parenchyma_hu: float, phase: str
 ) -> _VesselTree:
+    """Bright elongated components of the smoothed liver that make up the vessel tree.
+
+    A bright component belongs to the tree when it is long and thin
+    (:data:`VESSEL_TREE_MIN_EXTENT_MM`, :data:`VESSEL_TREE_MIN_RATIO`), large (at least
+    :data:`VESSEL_TREE_MIN_VOLUME_MM3` and :data:`VESSEL_TREE_MIN_SHARE` of the largest
+    such component, so a calcified septum or rim is not mistaken for a vessel) and its
+    median HU is within what enhanced blood reaches (:data:`VESSEL_MAX_HU`).
+    """
+    ceiling = VESSEL_MAX_HU.get(phase, VESSEL_MAX_HU["unknown"])
     sigma = VESSEL_SMOOTH_MM / spacing
     smooth = ndi.gaussian_filter(box_arr.astype(np.float32), sigma=sigma, mode="nearest")
     bright = liver_box & (smooth > parenchyma_hu + VESSEL_DELTA_HU)
@@ -284,19 +310,31 @@ def _vessel_tree(
     counts = np.asarray(stats["voxel_counts"])
     boxes = stats["bounding_boxes"]
     vox_mm3 = float(np.prod(spacing))
+    elongated = []
     for k in range(1, n + 1):
-        if counts[k] * vox_mm3 < 20.0:
+        if counts[k] * vox_mm3 < VESSEL_TREE_MIN_VOLUME_MM3:
             continue
         bb = boxes[k]
         ext = np.array([(s.stop - s.start) for s in bb]) * spacing
         longest = float(np.sqrt((ext**2).sum()))
         d_eq = (6.0 * counts[k] * vox_mm3 / np.pi) ** (1 / 3)
         if longest >= VESSEL_TREE_MIN_EXTENT_MM and longest / d_eq >= VESSEL_TREE_MIN_RATIO:
-            is_tree[k] = True
+            elongated.append(k)
+    if elongated:
+        largest = max(counts[k] for k in elongated)
+        big = [k for k in elongated if counts[k] >= VESSEL_TREE_MIN_SHARE * largest]
+        medians = np.atleast_1d(ndi.median(box_arr, lab, index=big)) if big else []
+        for k, med in zip(big, medians):
+            if med <= ceiling:
+                is_tree[k] = True
     if not is_tree.any():
         return _VesselTree(lab, is_tree, counts, None)
     tree_vals = smooth[is_tree[lab]]
+    tree_vals = tree_vals[tree_vals <= ceiling]
+    if tree_vals.size == 0:
+        return _VesselTree(lab, is_tree, counts, None)
     pool = float(np.percentile(_sample(tree_vals), VESSEL_POOL_PERCENTILE))
+    pool = min(pool, VESSEL_POOL_MAX_HU.get(phase, VESSEL_POOL_MAX_HU["unknown"]))
     return _VesselTree(lab, is_tree, counts, pool)
 
 
@@ -358,7 +396,7 @@ def find_calcifications(
     parenchyma_hu, noise_hu = _robust_level(a[liv])
     tree: _VesselTree | None = None
     if phase_name != "non_contrast":
-        tree = _vessel_tree(a, liv, spacing, parenchyma_hu)
+        tree = _vessel_tree(a, liv, spacing, parenchyma_hu, phase_name)
     vessel_hu = None if tree is None else tree.pool_hu
     thr, rule = threshold_rule(phase_name, parenchyma_hu, noise_hu, vessel_hu)
     if threshold_hu is not None:
@@ -398,11 +436,11 @@ def find_calcifications(
             if total * vox_mm3 < min_volume_mm3:
                 rejected["small"] += 1
                 continue
-            longest, second, elong = _extent_stats(coords, spacing)
+            longest, second, elong, flat = _extent_stats(coords, spacing)
             if _is_streak(a, coords, sl, comp, spacing, longest, elong, dark_level):
                 rejected["streak"] += 1
                 continue
-            if tree is not None and _is_vessel(a, tree, coords, second, elong, phase_name):
+            if tree is not None and _is_vessel(a, tree, coords, second, elong, flat, phase_name):
                 rejected["vessel"] += 1
                 continue
             cen = tuple(float(c) for c in coords.mean(0))
@@ -438,12 +476,15 @@ def _is_vessel(
     coords: np.ndarray,
     thickness_mm: float,
     elongation: float,
+    flatness: float,
     phase: str,
 ) -> bool:
     """A tubular candidate that is part of a larger vessel-tree segment and whose peak
     stays within what enhanced blood reaches in this phase (:data:`VESSEL_MAX_HU`)."""
     if elongation < VESSEL_MIN_ELONGATION or thickness_mm > VESSEL_MAX_THICKNESS_MM:
         return False
+    if flatness > VESSEL_MAX_FLATNESS:
+        return False  # a strip of a sheet (septum), not a round tube
     ids = tree.labels[tuple(coords.T)]
     ids = ids[ids > 0]
     if len(ids) == 0:
