@@ -11,6 +11,7 @@ PRESETS, ORGAN_LABELS, VESSEL_LABELS, ObjectSpec, Motion, Phantom, Truth, TruthO
 from ._anatomy import ORGAN_LABELS, VESSEL_LABELS
 from ._geometry import Motion
 from ._hu import HU_BY_PHASE, PHASES
+from ._insert import estimate_noise_hu, insert_objects, insertion_truth
 from ._phantom import Phantom, generate_phantom, write_phantom
 from ._presets import PRESET_PHASE, PRESETS
 from ._truth import CALCIFICATION_SUBTYPES, LESION_SUBTYPES, Landmark, ObjectSpec, Truth, TruthObject
@@ -18,6 +19,9 @@ from ._truth import CALCIFICATION_SUBTYPES, LESION_SUBTYPES, Landmark, ObjectSpe
 __all__ = [
     "generate_phantom",
     "write_phantom",
+    "insert_objects",
+    "insertion_truth",
+    "estimate_noise_hu",
     "Phantom",
     "Truth",
     "TruthObject",

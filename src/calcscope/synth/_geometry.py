@@ -143,6 +143,7 @@ class Grid:
     spacing_zyx: tuple[float, float, float]
     origin_lps: tuple[float, float, float]
     motion: Motion | None = None
+    direction: tuple[float, ...] | None = None  # ITK row-major 3x3; None = identity (LPS)
 
     @property
     def moving(self) -> bool:
@@ -155,6 +156,12 @@ class Grid:
     def index_to_scanner(self, z: np.ndarray, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
         sz, sy, sx = self.spacing_zyx
         ox, oy, oz = self.origin_lps
+        if self.direction is not None:
+            d = np.asarray(self.direction, dtype=F).reshape(3, 3)
+            i = np.asarray(x, dtype=F) * F(sx)
+            j = np.asarray(y, dtype=F) * F(sy)
+            k = np.asarray(z, dtype=F) * F(sz)
+            return tuple((F(o) + d[r, 0] * i + d[r, 1] * j + d[r, 2] * k).astype(F, copy=False) for r, o in enumerate((ox, oy, oz)))
         return (
             (ox + np.asarray(x, dtype=F) * F(sx)).astype(F, copy=False),
             (oy + np.asarray(y, dtype=F) * F(sy)).astype(F, copy=False),
@@ -175,6 +182,10 @@ class Grid:
     def scanner_to_index(self, p: np.ndarray) -> np.ndarray:
         """LPS mm (..., 3) -> fractional (z, y, x) index (..., 3)."""
         p = np.asarray(p, dtype=float)
+        if self.direction is not None:
+            m = np.asarray(self.direction, float).reshape(3, 3) @ np.diag(self.spacing_zyx[::-1])
+            ijk = (p - np.asarray(self.origin_lps)) @ np.linalg.inv(m).T
+            return ijk[..., ::-1]
         ijk = (p - np.asarray(self.origin_lps)) / np.asarray(self.spacing_zyx[::-1])
         return ijk[..., ::-1]
 

@@ -9,6 +9,8 @@ union is the finding's own mask, a base HU, and optional *parts* painted inside 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
+
 import numpy as np
 
 from ._anatomy import Anatomy, Segment, capsule_sdf, ellipsoid_sdf, grow_tree, segments_sdf
@@ -373,6 +375,7 @@ class _Placer:
     rng: np.random.Generator
     big_vessels: list[Segment]
     placed: list[tuple[np.ndarray, float]] = field(default_factory=list)
+    clearance_fn: Callable[[np.ndarray], np.ndarray] | None = None
 
     def in_fov(self, pts: np.ndarray, r: float) -> np.ndarray:
         idx = self.grid.anatomy_to_index(pts)
@@ -385,7 +388,10 @@ class _Placer:
         d = segments_sdf(self.big_vessels, pts)
         ix, iy = self.an.ivc_xy
         d_ivc = np.hypot(pts[:, 0] - ix, pts[:, 1] - iy) - 13.0
-        return (d > r + clearance) & (d_ivc > r + clearance)
+        ok = (d > r + clearance) & (d_ivc > r + clearance)
+        if self.clearance_fn is not None:
+            ok &= self.clearance_fn(pts) > r + clearance
+        return ok
 
     def _others_clear(self, pts: np.ndarray, r: float, gap: float) -> np.ndarray:
         ok = np.ones(len(pts), bool)
@@ -454,15 +460,24 @@ def _object_rng(spec: ObjectSpec) -> np.random.Generator:
     return np.random.default_rng([int(spec.shape_seed or 0), 99])
 
 
-def build_objects(specs: list[ObjectSpec], *, an: Anatomy, grid: Grid, phase: str, seed: int) -> list[Built]:
+def build_objects(
+    specs: list[ObjectSpec],
+    *,
+    an: Anatomy,
+    grid: Grid,
+    phase: str,
+    seed: int,
+    clearance: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> list[Built]:
     """Resolve ids, HU, positions and shape seeds, and build every finding's geometry.
 
     Lesions and ducts are placed first, then calcifications (children relative to their
-    parent). Returns the built objects in the order of ``specs``.
+    parent). ``clearance`` (points (N, 3) -> mm to the nearest structure to avoid) adds a
+    placement constraint. Returns the built objects in the order of ``specs``.
     """
     rng = np.random.default_rng([int(seed), 3])
     big = [sg for sg in an.segments if max(sg.ra, sg.rb) >= 2.5]
-    placer = _Placer(an, grid, rng, big)
+    placer = _Placer(an, grid, rng, big, clearance_fn=clearance)
     # ids
     counts: dict[str, int] = {}
     resolved: list[ObjectSpec] = []
