@@ -248,3 +248,12 @@ def test_score_features_matches_posterior_definition():
     z = sum(raw)
     for p, r in zip(probs, raw):
         assert p == pytest.approx((1 - FLOOR_MIX) * r / z + FLOOR_MIX / len(scores), rel=1e-9)
+
+
+def test_growth_suppresses_no_treatment_advice():
+    """A reported growth never comes with 'no treatment' advice, whatever ranks first."""
+    doc = FindingsDocument(findings=[Finding(id="c", kind="calcification", size_mm=9, location=["right_lobe"],
+                                             change=Change(growth_percent=60, interval_days=180))])
+    actions = [r.action for r in reason(doc, Context(age=55)).recommendations]
+    assert any("malignant transformation" in a for a in actions)
+    assert not any(a.startswith("No treatment") for a in actions)

@@ -222,6 +222,8 @@ def _rule_applies(
         return False
     if any(not (f in obs and not obs[f].present) for f in w.features_absent):
         return False
+    if any(f in obs and obs[f].present for f in w.features_not_present):
+        return False
     if w.any_unknown and all(f in obs for f in w.any_unknown):
         return False
     if w.all_unknown and any(f in obs for f in w.all_unknown):

@@ -157,12 +157,13 @@ class When(BaseModel):
     probability_at_least: float | None = Field(default=None, ge=0, le=1)
     features_present: list[str] = Field(default_factory=list)
     features_absent: list[str] = Field(default_factory=list)
+    features_not_present: list[str] = Field(default_factory=list)
     any_unknown: list[str] = Field(default_factory=list)
     all_unknown: list[str] = Field(default_factory=list)
     insufficient_evidence: bool | None = None
 
     def feature_ids(self) -> list[str]:
-        return [*self.features_present, *self.features_absent, *self.any_unknown, *self.all_unknown]
+        return [*self.features_present, *self.features_absent, *self.features_not_present, *self.any_unknown, *self.all_unknown]
 
 
 class RecommendationRule(BaseModel):
