@@ -172,14 +172,15 @@ def write_dicom_series(folder: Path, vol: Volume, *, study_date: str = "20240102
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
     folder.mkdir(parents=True, exist_ok=True)
-    study = generate_uid(prefix=None, entropy_srcs=["study"])
-    series = generate_uid(prefix=None, entropy_srcs=["series"])
-    frame = generate_uid(prefix=None, entropy_srcs=["frame"])
+    # pydicom's own root (as most tools write); deterministic through the entropy sources
+    study = generate_uid(entropy_srcs=["study"])
+    series = generate_uid(entropy_srcs=["series"])
+    frame = generate_uid(entropy_srcs=["frame"])
     nz, ny, nx = vol.shape
     sz, sy, sx = vol.spacing_zyx
     paths = []
     for k in range(nz):
-        sop = generate_uid(prefix=None, entropy_srcs=["sop", str(k)])
+        sop = generate_uid(entropy_srcs=["sop", str(k)])
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
         meta.MediaStorageSOPInstanceUID = sop

@@ -21,6 +21,7 @@ from ..model import (
 
 __all__ = [
     "label_table",
+    "present_labels",
     "label_name",
     "finding_mask",
     "finding_bbox",
@@ -57,6 +58,20 @@ def label_name(value: int, analysis: Analysis | None = None) -> str:
     return f"label-{value}"
 
 
+def present_labels(label_map: np.ndarray) -> list[int]:
+    """Sorted non-zero values of an unsigned label map (a histogram: linear time, unlike ``np.unique``)."""
+    lm = np.asarray(label_map)
+    if lm.size == 0:
+        return []
+    flat = lm.reshape(lm.shape[0], -1) if lm.ndim > 1 else lm.reshape(1, -1)
+    counts = np.zeros(int(lm.max()) + 1, dtype=np.int64)
+    step = max(1, (1 << 22) // max(1, flat.shape[1]))  # about 4 M voxels per chunk
+    for start in range(0, flat.shape[0], step):
+        chunk = flat[start:start + step].ravel()
+        counts += np.bincount(chunk, minlength=counts.size)
+    return [int(v) for v in np.flatnonzero(counts) if v != 0]
+
+
 def label_table(analysis: Analysis, label_map: np.ndarray | None = None) -> dict[str, str]:
     """Label id (as a string) -> name for every value present in ``label_map``.
 
@@ -64,7 +79,7 @@ def label_table(analysis: Analysis, label_map: np.ndarray | None = None) -> dict
     Keys are ordered by numeric value.
     """
     if label_map is not None:
-        values = sorted(int(v) for v in np.unique(label_map) if v != 0)
+        values = present_labels(label_map)
     else:
         values = {LABEL_LIVER, LABEL_DUCT}
         values.update(int(f.label) for f in analysis.findings if f.label is not None)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model import CALC_LABEL_BASE, LABEL_DUCT, LABEL_LIVER, LESION_LABEL_BASE, Analysis, Finding, Masks, Volume
-from ._common import label_name, stable_uuid
+from ._common import label_name, present_labels, stable_uuid
 from ._nifti import label_colour
 
 __all__ = [
@@ -170,20 +170,35 @@ def _fix_dates(ds, date: str, time: str) -> None:
             item.ContributionDateTime = date + time
 
 
-# UID roots that highdicom/pydicom use when they generate random UIDs themselves
-_RANDOM_UID_ROOTS = ("1.2.826.0.1.3680043.10.511.", "1.2.826.0.1.3680043.8.498.")
+# root of the UIDs highdicom generates at random itself (e.g. DimensionOrganizationUID)
+_HIGHDICOM_UID_ROOT = "1.2.826.0.1.3680043.10.511."
 
 
-def _pin_random_uids(ds, digest: str, what: str) -> None:
-    """Replace UIDs generated at random inside ``ds`` (e.g. DimensionOrganizationUID) by stable ones.
+def _source_uids(sources: list) -> set[str]:
+    found: set[str] = set()
 
-    Each distinct random value is mapped, in order of first appearance, to a UID
-    derived from the digest, so references between items stay consistent.
+    def visit(_dataset, elem) -> None:
+        if elem.VR == "UI" and isinstance(elem.value, str):
+            found.add(elem.value)
+
+    for ds in sources:
+        ds.walk(visit, recursive=True)
+    return found
+
+
+def _pin_random_uids(ds, digest: str, what: str, *, keep: set[str]) -> None:
+    """Replace UIDs highdicom generated at random inside ``ds`` by stable ones.
+
+    Only values under highdicom's own UID root that do not occur in the source
+    data sets (``keep``) are replaced. Each distinct value is mapped, in order of
+    first appearance, to a UID derived from the digest, so references between
+    items stay consistent.
     """
     mapping: dict[str, str] = {}
 
     def visit(_dataset, elem) -> None:
-        if elem.VR == "UI" and isinstance(elem.value, str) and elem.value.startswith(_RANDOM_UID_ROOTS):
+        if (elem.VR == "UI" and isinstance(elem.value, str) and elem.value.startswith(_HIGHDICOM_UID_ROOT)
+                and elem.value not in keep):
             if elem.value not in mapping:
                 mapping[elem.value] = _uid(digest, f"{what}:pinned:{len(mapping)}")
             elem.value = mapping[elem.value]
@@ -281,7 +296,7 @@ def write_dicom_seg(
         complete_sources(sources, digest)
     check_sources(volume, sources)
     lm = masks.label_map() if label_map is None else label_map
-    values = [int(v) for v in np.unique(lm) if v != 0]
+    values = present_labels(lm)
     if not values:
         raise DicomMismatch("the label map is empty, so there is no segment to write")
     lut = np.zeros(max(values) + 1, dtype=np.uint16)
@@ -315,7 +330,7 @@ def write_dicom_seg(
         raise DicomMismatch(f"highdicom could not build the SEG from these source headers ({type(exc).__name__}: {exc})") from exc
     date, time = _content_datetime(analysis, sources)
     _fix_dates(seg, date, time)
-    _pin_random_uids(seg, digest, "seg")
+    _pin_random_uids(seg, digest, "seg", keep=_source_uids(sources))
     out = Path(path)
     seg.save_as(out, enforce_file_format=True)
     return SegResult(path=out, dataset=seg, segment_numbers=numbers)
@@ -424,7 +439,7 @@ def write_dicom_sr(
         raise DicomMismatch(f"highdicom could not build the SR from these source headers ({type(exc).__name__}: {exc})") from exc
     date, time = _content_datetime(analysis, sources)
     _fix_dates(sr, date, time)
-    _pin_random_uids(sr, digest, "sr")
+    _pin_random_uids(sr, digest, "sr", keep=_source_uids(sources) | {seg.dataset.SOPInstanceUID})
     out = Path(path)
     sr.save_as(out, enforce_file_format=True)
     return out
