@@ -343,17 +343,30 @@ def _build_duct(spec: ObjectSpec, c: np.ndarray, rng: np.random.Generator, an: A
     left = spec.lobe != "right"
 
     big = [g for g in an.segments if max(g.ra, g.rb) >= 2.5]
+    n_max = spec.count or 18
+    base_d = _unit(np.array([0.55, -0.7, 0.35]) if left else np.array([-0.6, -0.3, 0.5]))
+    best: list[Segment] = []
+    # a few attempts: vary the initial direction, then stop avoiding the big vessels
+    for attempt in range(10):
+        clear = attempt < 6
 
-    def inside(p):
-        on_left = bool(an.is_left_lobe(F(p[0]), F(p[1]), F(p[2])))
-        return on_left == left and float(segments_sdf(big, np.asarray(p)[None])[0]) > r_max + 0.5
+        def inside(p, clear=clear):
+            on_left = bool(an.is_left_lobe(F(p[0]), F(p[1]), F(p[2])))
+            return on_left == left and (not clear or float(segments_sdf(big, np.asarray(p)[None])[0]) > r_max + 0.5)
 
-    # stricture: a short narrow segment, then the dilated tree growing away from the hilum
-    d0 = _unit(np.array([0.55, -0.7, 0.35]) if left else np.array([-0.6, -0.3, 0.5]))
-    strict_end = c + d0 * 6.0
-    segs = [Segment(tuple(c), tuple(strict_end), 1.0, r_max * 0.9, "duct", 0)]
-    grow_tree(an, strict_end, d0, r_max, system="duct", rng=rng, r_min=max(1.8, r_max * 0.5), out=segs, max_segments=spec.count or 18,
-              inside=inside, generation=1, taper=0.95, length_factor=(3.0, 5.0), ratios=((0.85, 0.95), (0.7, 0.85)))
+        d0 = base_d if attempt == 0 else _unit(base_d + 0.6 * _random_unit(rng))
+        # stricture: a short narrow segment, then the dilated tree growing away from the hilum
+        strict_end = c + d0 * 6.0
+        segs = [Segment(tuple(c), tuple(strict_end), 1.0, r_max * 0.9, "duct", 0)]
+        grow_tree(an, strict_end, d0, r_max, system="duct", rng=rng, r_min=max(1.8, r_max * 0.5), out=segs, max_segments=n_max,
+                  inside=inside, generation=1, taper=0.95, length_factor=(3.0, 5.0), ratios=((0.85, 0.95), (0.7, 0.85)))
+        if len(segs) > len(best):
+            best = segs
+        if len(segs) >= min(6, n_max):
+            break
+    segs = best
+    if len(segs) < 2:
+        raise ValueError(f"could not grow the dilated duct {spec.id!r} inside the liver")
     pieces = []
     for sg in segs:
         lo, hi = sg.bounds(1.0)
@@ -568,6 +581,8 @@ def _resolve_centre(sp: ObjectSpec, parent: Built | None, placer: _Placer, orng:
 def _along_duct(duct: Built, sp: ObjectSpec, placer: _Placer, orng: np.random.Generator) -> np.ndarray:
     """A point on the centreline of one of the wider duct segments, away from other stones."""
     segs = sorted([g for g in duct.segments if g.generation >= 1], key=lambda g: -g.ra)[:6]
+    if not segs:
+        raise ValueError(f"duct {duct.spec.id!r} has no dilated segment to hold stone {sp.id!r}")
     r = sp.size_mm / 2
     for _ in range(300):
         g = segs[int(orng.integers(0, len(segs)))]
