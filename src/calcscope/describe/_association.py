@@ -12,15 +12,18 @@ Rules (distances in mm, computed on the image grid with its own spacing)
 ------------------------------------------------------------------------
 * candidate lesions: those whose mask, dilated by ``rim_mm``, holds at least
   ``min_overlap`` of the calcification's voxels; the one holding most wins;
-* ``whole``: the calcification fills at least ``whole_fraction`` of the lesion
-  (lesion and calcification together);
-* ``wall``: most of the calcification lies outside the hypodense lesion, or its median
-  depth inside the lesion is at most ``wall_mm`` (an eggshell on the boundary): location
-  ``cyst_wall`` when the lesion is cyst-like, else ``in_lesion_rim``;
-* otherwise the calcification's depth inside the lesion (distance to the boundary at its
-  centroid) relative to the lesion's largest inscribed radius decides ``centre``
-  (>= ``centre_depth_fraction``, location ``in_lesion_centre``) or ``periphery``
-  (``in_lesion_rim``);
+* ``wall``: most of the calcification lies outside the (hole-filled) hypodense lesion, or
+  at least ``wall_surface_fraction`` of a calcification of ``wall_min_voxels`` or more
+  forms the outer surface of lesion + calcification (an eggshell; a focus of a voxel or
+  two next to the boundary is too small to tell wall from periphery): location ``cyst_wall`` when the lesion is cyst-like, else
+  ``in_lesion_rim``;
+* the depth of the calcification's centroid inside lesion + calcification, relative to
+  the largest inscribed radius, tells a centred focus (>= ``centre_depth_fraction``)
+  from a peripheral one (``periphery``, location ``in_lesion_rim``);
+* ``whole``: the calcification fills at least ``whole_fraction`` of the lesion, or is
+  centred and spans at least ``whole_extent_ratio`` of the lesion's longest diameter
+  (grit scattered through the mass); otherwise a centred focus is ``centre``
+  (``in_lesion_centre``);
 * ``in_duct``: not in a lesion, and at least ``min_overlap`` of its voxels within
   ``duct_rim_mm`` of a dilated duct (location ``along_duct``); two or more such foci on
   the same duct tree are a row of stones: shape ``beaded``, and the duct gets the sign
@@ -46,8 +49,10 @@ class AssociationRules:
     rim_mm: float = 3.0
     min_overlap: float = 0.3
     whole_fraction: float = 0.5
-    wall_mm: float = 1.5
-    centre_depth_fraction: float = 0.5
+    whole_extent_ratio: float = 0.5
+    wall_surface_fraction: float = 0.4
+    wall_min_voxels: int = 8
+    centre_depth_fraction: float = 0.7
     duct_rim_mm: float = 2.5
 
 
@@ -80,26 +85,36 @@ def _classify(
     calc: np.ndarray, lesion: np.ndarray, spacing: tuple[float, float, float], rules: type[AssociationRules]
 ) -> tuple[str, dict[str, float]]:
     """Relation of one calcification to one lesion (both cropped to the same box)."""
+    from ._geometry import longest_diameter_mm
+
     n_c = int(calc.sum())
-    filled = ndi.binary_fill_holes(lesion | calc)
-    union = filled
-    whole_frac = n_c / max(int(union.sum()), 1)
-    if whole_frac >= rules.whole_fraction:
-        return "whole", {"fraction_of_lesion": whole_frac}
     inside = ndi.binary_fill_holes(lesion)
+    union = ndi.binary_fill_holes(lesion | calc)
     in_frac = float((calc & inside).sum()) / max(n_c, 1)
+    vol_frac = n_c / max(int(union.sum()), 1)
     d_in = ndi.distance_transform_edt(np.pad(union, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
     r_max = float(d_in.max())
-    # depth of the calcification's centroid inside lesion+calcification
     cz, cy, cx = (int(round(v)) for v in ndi.center_of_mass(calc))
     depth_c = float(d_in[cz, cy, cx]) if union[cz, cy, cx] else 0.0
-    # depth of the calcification's own voxels inside the (hole-filled) lesion
-    d_les = ndi.distance_transform_edt(np.pad(inside, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-    med_depth = float(np.median(d_les[calc]))
-    info = {"fraction_inside": in_frac, "depth_mm": depth_c, "lesion_radius_mm": r_max, "fraction_of_lesion": whole_frac}
-    if in_frac < 0.5 or med_depth <= rules.wall_mm:
+    ext_ratio = longest_diameter_mm(np.argwhere(calc), spacing) / max(longest_diameter_mm(np.argwhere(union), spacing), 1e-6)
+    info = {
+        "fraction_inside": in_frac, "depth_mm": depth_c, "lesion_radius_mm": r_max,
+        "fraction_of_lesion": vol_frac, "extent_ratio": ext_ratio,
+    }
+    # share of the calcification on the outer surface of lesion + calcification: an eggshell
+    # drawn around (or segmented with) the lesion is nearly all surface
+    surf = union & ~ndi.binary_erosion(union, ndi.generate_binary_structure(3, 1))
+    on_surface = float((calc & surf).sum()) / max(n_c, 1)
+    info["fraction_on_surface"] = on_surface
+    if vol_frac >= rules.whole_fraction:
+        return "whole", info
+    shell = n_c >= rules.wall_min_voxels and on_surface >= rules.wall_surface_fraction
+    if in_frac < 0.5 or shell:
         return "wall", info
-    if depth_c >= rules.centre_depth_fraction * r_max:
+    centred = depth_c >= rules.centre_depth_fraction * r_max
+    if centred and ext_ratio >= rules.whole_extent_ratio:
+        return "whole", info
+    if centred:
         return "centre", info
     return "periphery", info
 

@@ -21,11 +21,14 @@ Method
 4. Each kept component is re-segmented at full resolution at the level half-way between
    the parenchyma and the duct content.
 
-Limitation: on non-contrast CT the portal and hepatic veins (blood about 35-45 HU against
+Limitation: on non-contrast (and arterial) CT the portal and hepatic veins (blood about 35-45 HU against
 liver about 55 HU) are hypodense tubes too. They are told apart here only by their
 attenuation (``bile_max_hu``, default 30 HU); an anaemic patient's blood, or a duct with
-dense (infected, contrast-mixed) bile, can fall on the wrong side of that line. The
-connection of veins to the IVC / portal trunk is not modelled.
+dense (infected, contrast-mixed) bile, can fall on the wrong side of that line, and thin
+ducts (3-4 mm at 1.5 x 1.5 x 2.5 mm voxels) are blurred above 30 HU by partial volume and
+missed in those phases. In portal-venous and delayed phases, where veins enhance, the
+water ceiling is dropped. The connection of veins to the IVC / portal trunk is not
+modelled.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..model import Volume
+from ..model import Phase, Volume
 from ._lesion import (
     _block_sum,
     component_shape,
@@ -46,6 +49,7 @@ from ._lesion import (
     label_array_of,
     liver_mask_of,
     normalized_smooth,
+    phase_of,
     prepare_liver_grid,
 )
 
@@ -226,9 +230,10 @@ def find_ducts(
         CT in HU.
     liver: bool ndarray or object with ``mask``
         Liver mask on the grid of ``volume``.
-    phase: optional
-        Contrast phase (recorded; the attenuation criteria hold in every phase because
-        bile does not enhance).
+    phase: Phase, str or PhaseEstimate, optional
+        Contrast phase. In portal-venous and delayed phases any tube darker than the
+        parenchyma by ``min_contrast_hu`` qualifies (veins are bright); otherwise the
+        content must also be near water (``bile_max_hu``), to keep unenhanced veins out.
     lesions: int label array or LesionDetection, optional
         Segmented lesions; their voxels are not duct candidates.
     calcifications: int label array or CalcificationDetection, optional
@@ -250,7 +255,11 @@ def find_ducts(
     -------
     DuctDetection
     """
-    del phase
+    ph = phase_of(phase)
+    # in portal-venous and delayed phases the veins are bright, so any clearly hypodense
+    # tube is a duct; on non-contrast (and arterial / unknown) scans unenhanced veins are
+    # hypodense tubes too, and only near-water content marks a duct
+    contrast_phase = ph in (Phase.PORTAL_VENOUS, Phase.DELAYED)
     liv = liver_mask_of(liver)
     calc = label_array_of(calcifications)
     les = label_array_of(lesions)
@@ -263,7 +272,8 @@ def find_ducts(
     if grid is None:
         return DuctDetection(mask=empty, labels=np.zeros(volume.shape, np.int32))
     p, sn = grid.parenchyma_hu, grid.smoothed_noise_hu
-    thr = min(bile_max_hu, p - max(min_contrast_hu, k_noise * sn))
+    ceiling = p - min_contrast_hu if contrast_phase else bile_max_hu
+    thr = min(ceiling, p - max(min_contrast_hu, k_noise * sn))
     cand = (grid.smoothed < thr) & grid.liver
     if les is not None:
         les_crop = les[grid.crop] > 0
@@ -324,7 +334,7 @@ def find_ducts(
         if content.size == 0:
             continue
         duct_hu = float(np.median(content))
-        if duct_hu > bile_max_hu or p - duct_hu < min_contrast_hu:
+        if duct_hu > ceiling or p - duct_hu < min_contrast_hu:
             rejected["attenuation"] += 1
             continue
         sm = normalized_smooth(raw, valid, fsp, 0.7)

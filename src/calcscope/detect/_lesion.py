@@ -437,7 +437,43 @@ def _refine(
     for z in range(reg.shape[0]):
         if reg[z].any():
             reg[z] = ndi.binary_fill_holes(reg[z])
+    reg = _absorb_bright_rim(full_img, reg, full_liver & ~full_excluded, spacing_zyx, parenchyma_hu=parenchyma_hu)
     return reg & full_liver
+
+
+def _absorb_bright_rim(
+    img: np.ndarray,
+    reg: np.ndarray,
+    usable: np.ndarray,
+    spacing_zyx: tuple[float, float, float],
+    *,
+    parenchyma_hu: float,
+    bands_mm: tuple[float, ...] = (2.0, 3.5),
+    min_excess_hu: float = 6.0,
+) -> np.ndarray:
+    """Add an enhancing rim around a hypodense core (target lesion, abscess wall).
+
+    Shells of the surrounding liver out to each of ``bands_mm`` are added while the
+    *median* HU of the shell exceeds the parenchyma by ``min_excess_hu`` and by four
+    standard errors (the median keeps a vessel touching one side from counting).
+    """
+    if reg.sum() < 27:
+        return reg
+    d_out = ndi.distance_transform_edt(~reg, sampling=spacing_zyx)
+    noise = float(np.std(img[usable & (d_out > 6.0)])) if (usable & (d_out > 6.0)).sum() > 30 else 15.0
+    out = reg.copy()
+    lo = 0.0
+    for hi in bands_mm:
+        band = usable & (d_out > lo) & (d_out <= hi)
+        n = int(band.sum())
+        if n < 20:
+            break
+        excess = float(np.median(img[band])) - parenchyma_hu
+        if excess < max(min_excess_hu, 4.0 * 1.25 * noise / np.sqrt(n)):
+            break
+        out |= band
+        lo = hi
+    return out
 
 
 def find_lesions(
@@ -533,8 +569,22 @@ def find_lesions(
             rejected["small"] += 1
             continue
         if is_tubular(shape):
+            # a lesion may be joined to a hypodense tube through faint voxels: keep the
+            # compact seed cores of the component, hand the rest to the duct detector
+            sub = cc3d.connected_components(comp & seeds[box], connectivity=6)
+            kept_any = False
+            for j, sb in enumerate(ndi.find_objects(sub), start=1):
+                if sb is None:
+                    continue
+                core = np.zeros_like(comp)
+                core[sb] = sub[sb] == j
+                cshape = component_shape(core[sb], sp)
+                if cshape["volume_mm3"] >= 0.5 * min_vol_mm3 and not is_tubular(cshape):
+                    pieces.append((box, core))
+                    kept_any = True
             rejected["tubular"] += 1
-            tubular_small[box] |= comp
+            if not kept_any:
+                tubular_small[box] |= comp
             continue
         parts = comp.astype(np.int32)
         if shape["sphere_ratio"] > 1.6:
