@@ -145,7 +145,7 @@ def make_differential() -> Differential:
 def make_analysis(vol: Volume, masks: Masks, *, differential: bool = True, created: str | None = None) -> Analysis:
     findings = make_findings(vol, masks)
     return Analysis(
-        software={"calcscope": "0.1.0-test"},
+        software={"name": "calcscope", "version": "0.1.0-test"},
         created=created,
         input=InputInfo(path="ct.nii.gz", sha256="0" * 64, modality="CT", shape_zyx=vol.shape,
                         spacing_zyx_mm=vol.spacing_zyx, origin_lps_mm=vol.origin_lps,

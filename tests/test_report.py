@@ -350,3 +350,19 @@ def test_key_image_png_is_clean_and_fixed_size(case):
     mip = liver_mip_image(vol, masks, [f for f in analysis.findings if f.kind == "calcification"])
     assert Image.open(io.BytesIO(mip)).size[1] == 360
     assert liver_mip_image(vol, Masks(), []) is None
+
+
+def test_colour_table_keeps_pipeline_label_names(case, tmp_path):
+    from bs4 import BeautifulSoup
+
+    vol, masks, analysis = case
+    named = analysis.model_copy(update={"labels": {"1": "liver", "101": "lesion lesion-001"}})
+    write_outputs(tmp_path / "o", named, vol, masks)
+    rows = [ln.split() for ln in (tmp_path / "o" / "segmentation.ctbl").read_text().splitlines()
+            if not ln.startswith("#")]
+    names = {r[0]: r[1] for r in rows}
+    assert names["101"] == "lesion_lesion-001" and names["102"] == "lesion-002"
+    data = json.loads((tmp_path / "o" / "analysis.json").read_text())
+    assert data["labels"] == {"1": "liver", "101": "lesion lesion-001"}  # written as given
+    soup = BeautifulSoup((tmp_path / "o" / "report.html").read_text(), "html.parser")
+    assert "calcscope 0.1.0-test" in soup.find("header").get_text()

@@ -21,6 +21,7 @@ from ..model import (
 
 __all__ = [
     "label_table",
+    "software_version",
     "present_labels",
     "label_name",
     "finding_mask",
@@ -76,7 +77,8 @@ def label_table(analysis: Analysis, label_map: np.ndarray | None = None) -> dict
     """Label id (as a string) -> name for every value present in ``label_map``.
 
     Without ``label_map`` the table lists liver, ducts and every finding's label.
-    Keys are ordered by numeric value.
+    Keys are ordered by numeric value. Names already recorded in
+    ``analysis.labels`` are kept, so the colour table and ``analysis.json`` agree.
     """
     if label_map is not None:
         values = present_labels(label_map)
@@ -84,7 +86,19 @@ def label_table(analysis: Analysis, label_map: np.ndarray | None = None) -> dict
         values = {LABEL_LIVER, LABEL_DUCT}
         values.update(int(f.label) for f in analysis.findings if f.label is not None)
         values = sorted(values)
-    return {str(v): label_name(v, analysis) for v in values}
+    return {str(v): analysis.labels.get(str(v)) or label_name(v, analysis) for v in values}
+
+
+def software_version(analysis: Analysis) -> str:
+    """calcscope's version as recorded in ``analysis.software`` (``version`` or ``calcscope`` key)."""
+    sw = analysis.software
+    v = sw.get("version") if sw.get("name", "calcscope") == "calcscope" else None
+    v = v or sw.get("calcscope")
+    if not v:
+        from .. import __version__
+
+        v = __version__
+    return str(v)
 
 
 def finding_mask(finding: Finding, masks: Masks) -> np.ndarray | None:

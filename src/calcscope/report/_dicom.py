@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model import CALC_LABEL_BASE, LABEL_DUCT, LABEL_LIVER, LESION_LABEL_BASE, Analysis, Finding, Masks, Volume
-from ._common import label_name, present_labels, stable_uuid
+from ._common import label_name, present_labels, software_version, stable_uuid
 from ._nifti import label_colour
 
 __all__ = [
@@ -207,7 +207,7 @@ def _pin_random_uids(ds, digest: str, what: str, *, keep: set[str]) -> None:
 
 
 def _software_version(analysis: Analysis) -> str:
-    return analysis.software.get("calcscope", "unknown") or "unknown"
+    return software_version(analysis)
 
 
 def _findings_by_label(analysis: Analysis) -> dict[int, Finding]:

@@ -7,7 +7,7 @@ from importlib.resources import files
 
 
 from ..model import DISCLAIMER, SCHEMA_VERSION, Analysis, Finding, Masks, Volume
-from ._common import KIND_WORDS, fmt
+from ._common import KIND_WORDS, fmt, software_version
 from ._images import Orienter, finding_image, liver_mip_image
 
 __all__ = ["render_html", "MAX_CALCIFICATION_IMAGES"]
@@ -269,7 +269,7 @@ def render_html(
         (files("calcscope.report") / "templates" / "report.html.j2").read_text(encoding="utf-8")
     )
     return template.render(
-        software_version=analysis.software.get("calcscope", ""),
+        software_version=software_version(analysis),
         schema_version=analysis.schema_version or SCHEMA_VERSION,
         created=analysis.created,
         input=analysis.input,

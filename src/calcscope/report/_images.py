@@ -246,16 +246,16 @@ def liver_mip_image(
 ) -> bytes | None:
     """PNG with coronal and axial MIPs of the liver region, calcifications circled and numbered.
 
-    Voxels outside the liver, its capsular margin and the calcifications are set to
-    -1000 HU before projecting, so ribs and the spine do not hide hepatic
-    calcifications. Returns None when there is no liver mask or it is empty.
+    Voxels outside the liver and the calcification masks (capsular ones included)
+    are set to -1000 HU before projecting, so ribs, the spine and enhanced vessels
+    next to the liver do not hide hepatic calcifications. Returns None when there is no liver mask or it is empty.
     """
     if masks.liver is None or not masks.liver.any():
         return None
     orienter = orienter or Orienter.from_volume(volume)
+    # the capsular margin is left out on purpose: it touches ribs and vessels, which
+    # would dominate the projection; capsular calcifications come in with their masks
     region = masks.liver.astype(bool, copy=True)
-    if masks.liver_margin is not None:
-        region |= masks.liver_margin.astype(bool)
     if masks.calcifications is not None:
         region |= masks.calcifications > 0
     zz = np.nonzero(region.any(axis=(1, 2)))[0]
