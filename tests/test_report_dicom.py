@@ -10,7 +10,7 @@ import pytest
 
 from calcscope.io import load_ct
 from calcscope.model import CALC_LABEL_BASE, Analysis, Finding, Masks
-from calcscope.report import write_outputs
+from calcscope.report import write_dicom_seg, write_outputs
 from report_fixtures import make_analysis, make_volume_and_masks, write_dicom_series
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -199,3 +199,17 @@ def test_seg_and_sr_on_real_dicom_series(tmp_path):
     f = analysis.findings[0]
     assert got == pytest.approx({"118565006": f.volume_mm3, "103339001": f.longest_diameter_mm,
                                  "112031373098007": 410.5, "11203156851009": 612.0}, rel=1e-9)
+
+
+def test_standalone_writers_match_write_outputs(dicom_case, tmp_path):
+    from calcscope.report import write_dicom_sr
+
+    vol, masks, analysis, out, _ = dicom_case
+    # write_outputs filled the label table before digesting; do the same here
+    data = json.loads((out / "analysis.json").read_text())
+    filled = analysis.model_copy(update={"labels": data["labels"]})
+    seg = write_dicom_seg(tmp_path / "seg.dcm", filled, vol, masks)
+    sr = write_dicom_sr(tmp_path / "sr.dcm", filled, vol, seg)
+    assert seg.path.read_bytes() == (out / "segmentation.dcm").read_bytes()
+    assert sr.read_bytes() == (out / "measurements.dcm").read_bytes()
+    assert seg.segment_numbers == {1: 1, 2: 2, 101: 3, 102: 4, 1001: 5, 1002: 6, 1003: 7}

@@ -27,6 +27,7 @@ __all__ = [
     "finding_mask",
     "finding_bbox",
     "content_digest",
+    "analysis_digest",
     "stable_uuid",
     "fmt",
 ]
@@ -158,6 +159,12 @@ def content_digest(analysis: Analysis, volume: Volume, label_map: np.ndarray) ->
     h.update(json.dumps(dump, sort_keys=True).encode())
     h.update(np.ascontiguousarray(label_map, dtype=np.uint16).tobytes())
     return h.hexdigest()
+
+
+def analysis_digest(analysis: Analysis) -> str:
+    """SHA-256 (hex) of the analysis without ``created`` and ``timings_s``."""
+    dump = analysis.model_dump(mode="json", exclude={"created", "timings_s"})
+    return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()
 
 
 _NAMESPACE = uuid.UUID("6f1c1b8e-4c1f-5b7a-9d57-63616c6373cf")

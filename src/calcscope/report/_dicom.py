@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model import CALC_LABEL_BASE, LABEL_DUCT, LABEL_LIVER, LESION_LABEL_BASE, Analysis, Finding, Masks, Volume
-from ._common import label_name, present_labels, software_version, stable_uuid
+from ..model import CALC_LABEL_BASE, LABEL_DUCT, LABEL_LIVER, Analysis, Finding, Masks, Volume
+from ._common import content_digest, label_name, present_labels, software_version, stable_uuid
 from ._nifti import label_colour
 
 __all__ = [
@@ -59,11 +59,12 @@ class DicomMismatch(ValueError):
 
 @dataclass
 class SegResult:
-    """What :func:`write_dicom_seg` wrote: the file, the dataset and label value -> segment number."""
+    """What :func:`write_dicom_seg` wrote: the file, the dataset, label value -> segment number, the digest."""
 
     path: Path
     dataset: object
     segment_numbers: dict[int, int]
+    digest: str = ""
 
 
 def _uid(digest: str, what: str) -> str:
@@ -265,7 +266,7 @@ def write_dicom_seg(
     volume: Volume,
     masks: Masks,
     *,
-    digest: str,
+    digest: str | None = None,
     label_map: np.ndarray | None = None,
     sources: list | None = None,
 ) -> SegResult:
@@ -278,7 +279,8 @@ def write_dicom_seg(
     analysis, volume, masks:
         The analysis, the DICOM-derived volume and its masks.
     digest:
-        Content digest from which UIDs are derived.
+        Content digest from which UIDs are derived (default:
+        :func:`calcscope.report.content_digest` of the inputs).
     label_map:
         Precomputed ``masks.label_map()``.
     sources:
@@ -291,11 +293,13 @@ def write_dicom_seg(
     """
     import highdicom as hd
 
+    lm = masks.label_map() if label_map is None else label_map
+    if digest is None:
+        digest = content_digest(analysis, volume, lm)
     if sources is None:
         sources = read_source_datasets(volume)
         complete_sources(sources, digest)
     check_sources(volume, sources)
-    lm = masks.label_map() if label_map is None else label_map
     values = present_labels(lm)
     if not values:
         raise DicomMismatch("the label map is empty, so there is no segment to write")
@@ -333,7 +337,7 @@ def write_dicom_seg(
     _pin_random_uids(seg, digest, "seg", keep=_source_uids(sources))
     out = Path(path)
     seg.save_as(out, enforce_file_format=True)
-    return SegResult(path=out, dataset=seg, segment_numbers=numbers)
+    return SegResult(path=out, dataset=seg, segment_numbers=numbers, digest=digest)
 
 
 def _measurements(f: Finding) -> list:
@@ -374,7 +378,7 @@ def write_dicom_sr(
     volume: Volume,
     seg: SegResult,
     *,
-    digest: str,
+    digest: str | None = None,
     sources: list | None = None,
 ) -> Path:
     """Write the TID 1500 measurement report (Comprehensive 3D SR) of ``analysis``.
@@ -382,10 +386,30 @@ def write_dicom_sr(
     Every finding whose label has a segment in ``seg`` gets one volumetric
     measurement group referencing that segment; findings without a segment (e.g.
     written by hand) are left out of the SR (they remain in analysis.json and FHIR).
+
+    Parameters
+    ----------
+    path:
+        File to write (``measurements.dcm``).
+    analysis, volume:
+        The analysis and its DICOM-derived volume.
+    seg:
+        What :func:`write_dicom_seg` returned for the same analysis.
+    digest:
+        Content digest for the UIDs (default: the SEG's).
+    sources:
+        Source datasets already read by :func:`read_source_datasets`.
+
+    Raises
+    ------
+    DicomMismatch
+        highdicom refused the source headers.
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
+    if digest is None:
+        digest = seg.digest
     if sources is None:
         sources = read_source_datasets(volume)
         complete_sources(sources, digest)

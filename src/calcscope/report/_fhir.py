@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from ..model import DISCLAIMER, Analysis, Finding
-from ._common import KIND_WORDS, stable_uuid
+from ._common import KIND_WORDS, analysis_digest, stable_uuid
 
 __all__ = ["build_fhir_bundle", "fhir_json_bytes", "FHIR_VERSION"]
 
@@ -128,7 +128,7 @@ def _observation(f: Finding, obs_id: str, when: str | None) -> dict[str, Any]:
     return obs
 
 
-def build_fhir_bundle(analysis: Analysis, *, digest: str) -> dict[str, Any]:
+def build_fhir_bundle(analysis: Analysis, *, digest: str | None = None) -> dict[str, Any]:
     """The FHIR R5 Bundle of ``analysis`` as a JSON-ready dict, validated by ``fhir.resources``.
 
     Parameters
@@ -136,8 +136,9 @@ def build_fhir_bundle(analysis: Analysis, *, digest: str) -> dict[str, Any]:
     analysis:
         What to report.
     digest:
-        Content digest (see :func:`calcscope.report._common.content_digest`) from
-        which every id is derived.
+        Content digest (see :func:`calcscope.report.content_digest`) from which
+        every id is derived; by default a digest of the analysis alone (without
+        ``created`` and ``timings_s``).
 
     Raises
     ------
@@ -146,6 +147,8 @@ def build_fhir_bundle(analysis: Analysis, *, digest: str) -> dict[str, Any]:
     """
     from fhir.resources.bundle import Bundle
 
+    if digest is None:
+        digest = analysis_digest(analysis)
     when = _fhir_datetime(analysis.created)
     obs_entries = []
     for i, f in enumerate(analysis.findings):
