@@ -68,8 +68,8 @@ _LESION_HU: dict[str, dict[str, float]] = {
     },
     "portal_venous": {
         "metastasis": 62.0, "target_rim": 115.0, "halo": 60.0, "cyst": 8.0, "abscess_fluid": 20.0,
-        "abscess_rim": 120.0, "abscess_oedema": 80.0, "hemangioma": 95.0, "hemangioma_nodule": 165.0,
-        "fibrolamellar": 95.0, "scar": 45.0, "hydatid_matrix": 22.0, "daughter_cyst": 6.0,
+        "abscess_rim": 120.0, "abscess_oedema": 80.0, "hemangioma": 72.0, "hemangioma_nodule": 165.0,
+        "fibrolamellar": 82.0, "scar": 45.0, "hydatid_matrix": 22.0, "daughter_cyst": 6.0,
         "healed_abscess": 70.0,
     },
     "delayed": {
