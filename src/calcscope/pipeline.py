@@ -24,13 +24,10 @@ import numpy as np
 from . import __version__
 from .errors import CalcscopeError, PipelineError
 from .model import (
-    CALC_LABEL_BASE,
     LABEL_DUCT,
     LABEL_LIVER,
-    LESION_LABEL_BASE,
     Analysis,
     Context,
-    Finding,
     InputInfo,
     Masks,
     Phase,
@@ -53,6 +50,8 @@ class AnalysisRun:
     analysis: Analysis
     volume: Volume
     masks: Masks = field(default_factory=Masks)
+    #: per-stage wall seconds of this run (also in ``analysis.timings_s`` unless timestamp=False)
+    timings_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -122,16 +121,16 @@ def _coerce_context(context: Context | dict | str | os.PathLike | None) -> Conte
     return load_context(context)
 
 
-def _label_table(findings: list[Finding], masks: Masks) -> dict[str, str]:
-    table: dict[str, str] = {}
-    if masks.liver is not None:
-        table[str(LABEL_LIVER)] = "liver"
-    if masks.ducts is not None and masks.ducts.any():
-        table[str(LABEL_DUCT)] = "dilated intrahepatic bile duct"
-    for f in findings:
-        if f.label is not None and f.label != LABEL_DUCT:
-            table[str(f.label)] = f"{f.kind} {f.id}"
-    return dict(sorted(table.items(), key=lambda kv: int(kv[0])))
+def _label_table(analysis: Analysis, masks: Masks) -> dict[str, str]:
+    """Label id -> name of segmentation.nii.gz, as the report layer names them."""
+    from .report import label_table
+
+    table = label_table(analysis)
+    if masks.ducts is None or not masks.ducts.any():
+        table.pop(str(LABEL_DUCT), None)
+    if masks.liver is None:
+        table.pop(str(LABEL_LIVER), None)
+    return table
 
 
 def analyze_volume(
@@ -170,7 +169,9 @@ def analyze_volume(
     capsular_margin_mm: float
         Thickness of the shell outside the liver searched for capsular calcification.
     timestamp: bool
-        Record the creation time in ``analysis.created`` (the only non-deterministic field).
+        Record the run-dependent fields: ``analysis.created`` (ISO time) and
+        ``analysis.timings_s`` (per-stage seconds). Without them two runs on the same
+        input give byte-identical ``analysis.json``.
     progress: callable, optional
         Called as ``progress(stage, "start"|"done")``.
 
@@ -271,16 +272,17 @@ def analyze_volume(
         liver=seg.summary,
         findings=findings,
         calcification_pattern=pattern,
-        labels=_label_table(findings, masks),
         warnings=warnings,
     )
+    analysis.labels = _label_table(analysis, masks)
 
     with timer.stage("reason"):
         analysis.differential = reason(analysis.findings_document(), ctx, pattern=pattern)
 
-    analysis.timings_s = dict(timer.timings)
+    run_timings = dict(timer.timings)
+    analysis.timings_s = run_timings if timestamp else {}
     analysis.provenance = [*volume.meta.get("provenance", []), *provenance]
-    return AnalysisRun(analysis=analysis, volume=volume, masks=masks)
+    return AnalysisRun(analysis=analysis, volume=volume, masks=masks, timings_s=run_timings)
 
 
 def analyze(

@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
 
             written = write_outputs(out, run.analysis, run.volume, run.masks, force=force)
             if not quiet:
-                print_timings(run.analysis.timings_s)
+                print_timings(run.timings_s)
                 summarise(run.analysis)
                 err_console.print(f"wrote {len(written)} files to {out}", highlight=False)
         if as_json:

@@ -85,6 +85,6 @@ def register(app: typer.Typer) -> None:
         from ._analyze import print_timings, summarise
 
         run, sc = run_demo(preset, seed, out, force=force, quiet=quiet)
-        print_timings(run.analysis.timings_s)
+        print_timings(run.timings_s)
         summarise(run.analysis)
         console.print(f"inputs in {out / 'input'}, report in {out / 'result' / 'report.html'}, score in {out / 'score.json'}", highlight=False)
