@@ -11,7 +11,8 @@ Shape classes (vocabulary ``model.Shape``; rules in :func:`classify_shape` and
   (distance from the centroid to the nearest focus voxel >= ``ring_gap_fraction`` of
   the diameter) and the focus is not a line. Calcified hydatid and abscess walls
   look like this (``seeds/001_fc47ebb88f3c1e60.txt``).
-* ``linear``: elongated (longest / second principal extent >= ``linear_elongation``),
+* ``linear``: elongated (longest / second principal extent >= ``linear_elongation``,
+  at least ``linear_min_mm`` long),
   or a thin plate (second / third extent >= ``sheet_flatness``, thickness <=
   ``sheet_max_thickness_mm``): capsular plaques and septa read as lines on slices.
 * ``stellate``: radiating from a filled centre: low solidity (focus volume / convex
@@ -71,19 +72,20 @@ __all__ = [
 #: thresholds of the shape rules (mm, ratios, counts)
 SHAPE_RULES: dict[str, float] = {
     "punctate_max_mm": 4.5,
-    "punctate_max_equivalent_mm": 4.2,
-    "linear_elongation": 3.0,
-    "sheet_flatness": 3.0,
-    "sheet_max_thickness_mm": 6.0,
+    "punctate_max_equivalent_mm": 4.6,
+    "linear_elongation": 2.0,
+    "linear_min_mm": 5.0,
+    "sheet_flatness": 2.2,
+    "sheet_max_thickness_mm": 7.0,
     "capsular_plaque_min_mm": 8.0,
     "capsular_plaque_flatness": 1.8,
     "ring_min_mm": 6.0,
     "ring_gap_fraction": 0.2,
     "ring_max_elongation": 2.5,
     "stellate_min_mm": 6.0,
-    "stellate_max_solidity": 0.3,
-    "grit_max_mm": 3.5,
-    "grit_min_count": 4,
+    "stellate_max_solidity": 0.45,
+    "grit_max_mm": 5.0,
+    "grit_min_count": 3,
     "grit_link_mm": 10.0,
     "beaded_min_count": 3,
     "beaded_link_mm": 15.0,
@@ -100,6 +102,8 @@ SHAPE_RULES: dict[str, float] = {
 DEPTH_RULES: dict[str, float] = {
     "capsular_max_mm": 2.0,
     "subcapsular_max_mm": 10.0,
+    # share of a focus's voxels on the capsule that makes the focus capsular
+    "capsular_contact_fraction": 0.3,
 }
 
 #: Agatston density weight by peak HU: (lower bound, weight), highest first
@@ -118,8 +122,8 @@ def agatston_weight(hu_max: float) -> int:
 
 
 def depth_class(depth_mm: float, *, in_margin: bool) -> str:
-    """``capsular`` (in the capsular margin or within 2 mm of the surface),
-    ``subcapsular`` (< 10 mm) or ``deep``."""
+    """``capsular`` (on the capsule: ``in_margin``, or the centroid within 2 mm of the
+    surface), ``subcapsular`` (< 10 mm) or ``deep``."""
     if in_margin or depth_mm <= DEPTH_RULES["capsular_max_mm"]:
         return "capsular"
     if depth_mm < DEPTH_RULES["subcapsular_max_mm"]:
@@ -161,7 +165,7 @@ def classify_shape(s: FocusShape) -> str:
         and s.elongation < r["ring_max_elongation"]
     ):
         return "ring"
-    if s.elongation >= r["linear_elongation"]:
+    if s.elongation >= r["linear_elongation"] and s.longest_mm >= r["linear_min_mm"]:
         return "linear"
     if (
         s.longest_mm > r["punctate_max_mm"]
@@ -229,8 +233,9 @@ def group_shapes(
             if sd[0] > 0 and sd[1] <= r["beaded_max_lateral_fraction"] * sd[0]:
                 for m in members:
                     out[m] = "beaded"
-    # grit: many tiny foci close together (not already a chain)
-    tiny = np.array([o in ("punctate", "coarse") for o in out]) & (sizes <= r["grit_max_mm"])
+    # grit: several tiny foci close together (not already a chain); merged particles
+    # may read as a short line
+    tiny = np.array([o in ("punctate", "coarse", "linear") for o in out]) & (sizes <= r["grit_max_mm"])
     idx = np.flatnonzero(tiny)
     if len(idx) >= r["grit_min_count"]:
         lab = _clusters(pts[idx], r["grit_link_mm"])
@@ -250,6 +255,8 @@ _CUBE = np.ones((3, 3, 3), dtype=bool)
 #: geometry is measured on voxels at least this fraction of the way from the local
 #: background to the focus's calcium level (half covered by calcium)
 HALF_MAX_FRACTION = 0.5
+#: smoothed HU above which a dark voxel may be fluid (below: fat or gas)
+FLUID_MIN_HU = -30.0
 #: below this many core voxels the shape is read from the whole focus
 MIN_CORE_VOXELS_FOR_SHAPE = 10
 
@@ -307,7 +314,7 @@ def _fluid_level_hu(parenchyma_hu: float) -> float:
 
 
 def _duct_like(
-    arr: np.ndarray, labels: np.ndarray, coords: np.ndarray, spacing: np.ndarray, parenchyma_hu: float
+    arr: np.ndarray, liver: np.ndarray, coords: np.ndarray, spacing: np.ndarray, parenchyma_hu: float
 ) -> bool:
     """Whether a focus sits in a tubular fluid-density structure (a dilated duct).
 
@@ -323,7 +330,8 @@ def _duct_like(
     hi = np.minimum(np.ceil(centre).astype(int) + half + 1, np.asarray(arr.shape))
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     sub = ndi.gaussian_filter(arr[box].astype(np.float32), sigma=0.7 / spacing, mode="nearest")
-    fluid = sub < _fluid_level_hu(parenchyma_hu)
+    # fluid inside the liver only (fat and gas outside the capsule are darker still)
+    fluid = (sub < _fluid_level_hu(parenchyma_hu)) & (sub > FLUID_MIN_HU) & liver[box]
     if not fluid.any():
         return False
     focus = np.zeros(fluid.shape, dtype=bool)
@@ -446,15 +454,20 @@ def describe_calcifications(
         axes = principal_axes(shape_coords, volume.spacing_zyx)
         w = np.clip(hu_all - bg, 0, None)
         centroid_vox = (all_coords * w[:, None]).sum(0) / w.sum() if w.sum() > 0 else all_coords.mean(0)
-        in_margin = False
-        if margin is not None:
-            in_margin = bool(np.mean(margin[tuple(all_coords.T)]) > 0.5)
         inside = bool(np.mean(liver[tuple(all_coords.T)]) >= 0.5)
         depth_mm = float(surface.depth_mm(centroid_vox)[0]) if inside else 0.0
+        # a focus touching the capsule (a fair share of its voxels in the margin, outside
+        # the liver or within capsular_max_mm of the surface) is capsular even when
+        # its centroid lies deeper (a plaque curving with the surface)
+        vox_depth = surface.depth_mm(all_coords.astype(float))
+        touching = vox_depth <= DEPTH_RULES["capsular_max_mm"]
+        if margin is not None:
+            touching |= margin[tuple(all_coords.T)]
+        in_margin = bool(np.mean(touching) >= DEPTH_RULES["capsular_contact_fraction"])
         lobe_id = lobe_of(lobes, all_coords, volume.spacing_zyx)
         capsular = depth_class(depth_mm, in_margin=in_margin or not inside) == "capsular"
         duct_like = longest <= SHAPE_RULES["beaded_max_mm"] and _duct_like(
-            arr, labels, all_coords, spacing, parenchyma_hu
+            arr, liver, all_coords, spacing, parenchyma_hu
         )
         shape_desc = _shape_descriptors(
             shape_coords,

@@ -90,10 +90,12 @@ def longest_diameter_mm(
     """Longest diameter of a voxelised object, in mm.
 
     The largest distance between two voxel centres (searched among the vertices of
-    their convex hull) plus the extent of one voxel along that direction
-    (``sqrt(sum((u_k * s_k)**2))`` for the unit direction ``u`` and spacing ``s``), so a
-    voxelised ball of diameter *D* measures close to *D* and a single voxel measures
-    its own size along its longest side.
+    their convex hull) plus half the extent of one voxel along that direction
+    (``0.5 * sqrt(sum((u_k * s_k)**2))`` for the unit direction ``u`` and spacing
+    ``s``). The centre-to-centre distance alone falls short of a ball's diameter by
+    about one voxel, but the maximum over all directions picks the luckiest pair, so
+    half a voxel leaves the least bias (within about +-0.6 mm for balls of 3-24 mm on
+    0.5-3 mm voxels). A single voxel measures its longest side.
 
     Parameters
     ----------
@@ -121,7 +123,7 @@ def longest_diameter_mm(
     if dist == 0.0:
         return float(sp.max())
     u = diff[i, j] / dist
-    return dist + float(np.sqrt(np.sum((u * sp) ** 2)))
+    return dist + 0.5 * float(np.sqrt(np.sum((u * sp) ** 2)))
 
 
 @dataclass(frozen=True)
@@ -254,15 +256,21 @@ class LiverSurface:
     def depth_mm(self, points_zyx: np.ndarray) -> np.ndarray:
         """Distance in mm from each point (fractional voxel index) to the liver surface.
 
-        The distance is measured to the centre of the nearest surface voxel, minus half
-        a voxel (the surface voxel's own thickness), clipped at 0. Points outside the
-        liver get 0.0 (they lie on or beyond the capsule).
+        The distance to the centre of the nearest surface voxel plus half that voxel's
+        extent in the same direction (the capsule lies on the outer face of the surface
+        voxel). Points outside the liver get 0.0 (they lie on or beyond the capsule).
         """
         pts = np.atleast_2d(np.asarray(points_zyx, dtype=float))
         if self._tree is None:
             return np.zeros(len(pts))
-        d, _ = self._tree.query(pts * self.spacing)
-        d = np.clip(d - 0.5 * float(self.spacing.min()), 0.0, None)
+        p_mm = pts * self.spacing
+        d, idx_near = self._tree.query(p_mm)
+        vec = p_mm - self._tree.data[idx_near]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            u = vec / d[:, None]
+        half = 0.5 * np.sqrt(((u * self.spacing) ** 2).sum(1))
+        half = np.where(d > 0, half, 0.5 * float(self.spacing.min()))
+        d = d + half
         idx = np.round(pts).astype(int)
         shape = np.asarray(self.liver.shape)
         inside_grid = np.all((idx >= 0) & (idx < shape), axis=1)
@@ -274,6 +282,9 @@ class LiverSurface:
 
 def depth_map_mm(liver: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
     """Distance in mm from every liver voxel to the nearest voxel outside the liver.
+
+    This is the distance between voxel centres, so it exceeds the depth below the
+    capsule (:meth:`LiverSurface.depth_mm`) by about half a voxel.
 
     ``scipy.ndimage.distance_transform_edt`` with ``sampling=spacing_zyx``, computed in
     the liver's bounding box (padded by one voxel so the box border counts as outside).

@@ -7,8 +7,10 @@ evenly in the right and left lobes); a capsular plus septal network ("map-like"
 liver of schistosomiasis); and foci clustered within lesions (calcified metastases,
 seeds/000_4bac6cbc2ba33c76.txt).
 
-Each class is decided by one small rule function below; every threshold lives in
-:data:`PATTERN_RULES`. Rules are tried in the order of :func:`classify_distribution`.
+Foci are first grouped into calcification *sites* (:func:`units`: a grit cluster or
+a rim broken into pieces is one site). Each class is decided by one small rule
+function below; every threshold lives in :data:`PATTERN_RULES`. Rules are tried in
+the order of :func:`classify_distribution`.
 """
 
 from __future__ import annotations
@@ -18,24 +20,27 @@ from scipy.spatial import cKDTree
 
 from ..model import CalcificationPattern, Finding
 
-__all__ = ["calcification_pattern", "classify_distribution", "PATTERN_RULES", "clark_evans_ratio"]
+__all__ = ["calcification_pattern", "classify_distribution", "units", "PATTERN_RULES", "clark_evans_ratio"]
 
 #: thresholds of the distribution rules
 PATTERN_RULES: dict[str, float] = {
-    # clustered within lesions: share of foci with a lesion parent
+    # foci whose surfaces come this close (mm) form one unit (grit particles, the pieces
+    # of a broken rim); beaded stones always count one by one
+    "unit_gap_mm": 2.0,
+    # grit particles this close (mm) belong to the same cluster (as in describe.SHAPE_RULES)
+    "grit_link_mm": 10.0,
+    # clustered within lesions: share of units with a lesion parent
     "clustered_min_in_lesion_fraction": 0.5,
     # capsular + septal network
     "network_min_count": 5,
     "network_min_capsular": 3,
     "network_min_capsular_or_linear_fraction": 0.6,
     # diffuse and even in both lobes
-    "diffuse_min_count": 6,
+    "diffuse_min_count": 8,
     "diffuse_min_minor_lobe_fraction": 0.15,
     "diffuse_min_clark_evans": 0.6,
-    # spatial clustering without lesion information
-    "spatial_cluster_link_mm": 25.0,
-    "spatial_cluster_min_fraction": 0.8,
-    "spatial_cluster_min_count": 4,
+    # a spatial cluster: every unit within this distance (mm) of the units' mean
+    "spatial_cluster_radius_mm": 40.0,
 }
 
 #: relations that put a focus "inside a lesion" (set by describe.associate)
@@ -68,10 +73,62 @@ def _is_capsular(f: Finding) -> bool:
     return f.depth == "capsular" or "capsular" in f.location
 
 
-def _rule_clustered_in_lesions(calcs: list[Finding]) -> str | None:
-    n_in = sum(_in_lesion(f) for f in calcs)
-    if n_in and n_in >= PATTERN_RULES["clustered_min_in_lesion_fraction"] * len(calcs):
-        return f"{n_in} of {len(calcs)} foci lie within lesions"
+def units(calcs: list[Finding]) -> list[list[Finding]]:
+    """Group foci into calcification sites.
+
+    Foci whose centroids are closer than half the sum of their sizes plus
+    ``unit_gap_mm`` (surfaces about touching: the pieces of a rim broken by partial
+    volume), and grit particles within ``grit_link_mm`` of each other, form one site;
+    beaded foci (stones in a duct) each stay a site of their own.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(calcs)
+    if n == 0:
+        return []
+    pts = np.array([f.centroid_mm if f.centroid_mm is not None else (np.nan,) * 3 for f in calcs], dtype=float)
+    size = np.array([f.size_mm or 0.0 for f in calcs], dtype=float)
+    beaded = np.array([f.shape == "beaded" for f in calcs])
+    rows, cols = [], []
+    for i in range(n):
+        for j in range(i + 1, n):
+            if beaded[i] or beaded[j] or not np.all(np.isfinite(pts[[i, j]])):
+                continue
+            dist = np.linalg.norm(pts[i] - pts[j])
+            both_grit = calcs[i].shape == "grit" and calcs[j].shape == "grit"
+            if dist <= 0.5 * (size[i] + size[j]) + PATTERN_RULES["unit_gap_mm"] or (
+                both_grit and dist <= PATTERN_RULES["grit_link_mm"]
+            ):
+                rows.append(i)
+                cols.append(j)
+    g = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    _, lab = connected_components(g, directed=False)
+    return [[calcs[i] for i in np.flatnonzero(lab == c)] for c in np.unique(lab)]
+
+
+def _unit_centre(u: list[Finding]) -> np.ndarray:
+    pts = np.array([f.centroid_mm for f in u if f.centroid_mm is not None], dtype=float)
+    return pts.mean(0) if len(pts) else np.full(3, np.nan)
+
+
+def _unit_lobe(u: list[Finding]) -> str | None:
+    lobes = [f.lobe for f in u if f.lobe]
+    return max(set(lobes), key=lobes.count) if lobes else None
+
+
+def _rule_single_lesion(calcs: list[Finding]) -> str | None:
+    parents = {f.parent_id for f in calcs}
+    if len(parents) == 1 and all(_in_lesion(f) for f in calcs):
+        return f"all {len(calcs)} foci lie in one lesion ({parents.pop()})"
+    return None
+
+
+def _rule_clustered_in_lesions(sites: list[list[Finding]]) -> str | None:
+    n_in = sum(any(_in_lesion(f) for f in u) for u in sites)
+    parents = {f.parent_id for u in sites for f in u if _in_lesion(f)}
+    if len(parents) >= 2 and n_in >= PATTERN_RULES["clustered_min_in_lesion_fraction"] * len(sites):
+        return f"{n_in} of {len(sites)} calcification sites lie within {len(parents)} lesions"
     return None
 
 
@@ -89,16 +146,18 @@ def _rule_network(calcs: list[Finding]) -> str | None:
     return None
 
 
-def _rule_diffuse_even(calcs: list[Finding], liver_volume_ml: float | None) -> str | None:
+def _rule_diffuse_even(sites: list[list[Finding]], liver_volume_ml: float | None) -> str | None:
     r = PATTERN_RULES
-    n = len(calcs)
+    n = len(sites)
     if n < r["diffuse_min_count"]:
         return None
-    right = sum(f.lobe == "right" for f in calcs)
-    left = sum(f.lobe == "left" for f in calcs)
+    lobes = [_unit_lobe(u) for u in sites]
+    right = lobes.count("right")
+    left = lobes.count("left")
     if right + left == 0 or min(right, left) < r["diffuse_min_minor_lobe_fraction"] * (right + left):
         return None
-    pts = np.array([f.centroid_mm for f in calcs if f.centroid_mm is not None], dtype=float)
+    pts = np.array([_unit_centre(u) for u in sites])
+    pts = pts[np.all(np.isfinite(pts), axis=1)]
     if liver_volume_ml and len(pts) >= 2:
         ce = clark_evans_ratio(pts, liver_volume_ml * 1000.0)
         if ce < r["diffuse_min_clark_evans"]:
@@ -107,22 +166,14 @@ def _rule_diffuse_even(calcs: list[Finding], liver_volume_ml: float | None) -> s
     return f"{n} foci in both lobes (right {right}, left {left})"
 
 
-def _rule_spatial_cluster(calcs: list[Finding]) -> str | None:
-    r = PATTERN_RULES
-    pts = np.array([f.centroid_mm for f in calcs if f.centroid_mm is not None], dtype=float)
-    if len(pts) < r["spatial_cluster_min_count"]:
+def _rule_spatial_cluster(sites: list[list[Finding]]) -> str | None:
+    pts = np.array([_unit_centre(u) for u in sites])
+    pts = pts[np.all(np.isfinite(pts), axis=1)]
+    if len(pts) < 2:
         return None
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    pairs = cKDTree(pts).query_pairs(r["spatial_cluster_link_mm"], output_type="ndarray")
-    n = len(pts)
-    g = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)) if len(pairs) else coo_matrix((n, n))
-    _, lab = connected_components(g, directed=False)
-    sizes = np.bincount(lab)
-    big = sizes[sizes >= 2].sum()
-    if len(sizes[sizes >= 2]) <= 2 and big >= r["spatial_cluster_min_fraction"] * n:
-        return f"{int(big)} of {n} foci gather in {len(sizes[sizes >= 2])} cluster(s)"
+    radius = float(np.max(np.linalg.norm(pts - pts.mean(0), axis=1)))
+    if radius <= PATTERN_RULES["spatial_cluster_radius_mm"]:
+        return f"{len(pts)} calcification sites within {radius:.0f} mm of their centre"
     return None
 
 
@@ -131,28 +182,32 @@ def classify_distribution(
 ) -> tuple[str | None, str]:
     """Distribution class of a set of calcification findings and the reason.
 
-    Order: none -> single -> clustered (in lesions) -> capsular_septal_network ->
-    diffuse_even -> clustered (spatially, when no lesion information) -> scattered.
+    Foci are first grouped into sites (:func:`units`). Order of the rules: none ->
+    single (one site, or every focus in the same lesion) -> clustered (sites within
+    two or more lesions) -> capsular_septal_network -> diffuse_even -> clustered
+    (every site within ``spatial_cluster_radius_mm`` of their centre) -> scattered.
     """
-    n = len(calcs)
-    if n == 0:
+    if not calcs:
         return None, "no calcification"
-    if n == 1:
-        return "single", "one focus"
-    why = _rule_clustered_in_lesions(calcs)
+    sites = units(calcs)
+    if len(sites) == 1:
+        return "single", "one calcification site" + (f" ({len(calcs)} foci)" if len(calcs) > 1 else "")
+    why = _rule_single_lesion(calcs)
+    if why:
+        return "single", why
+    why = _rule_clustered_in_lesions(sites)
     if why:
         return "clustered", why
     why = _rule_network(calcs)
     if why:
         return "capsular_septal_network", why
-    why = _rule_diffuse_even(calcs, liver_volume_ml)
+    why = _rule_diffuse_even(sites, liver_volume_ml)
     if why:
         return "diffuse_even", why
-    if not any(f.parent_id for f in calcs):
-        why = _rule_spatial_cluster(calcs)
-        if why:
-            return "clustered", why
-    return "scattered", f"{n} foci, not evenly spread through both lobes"
+    why = _rule_spatial_cluster(sites)
+    if why:
+        return "clustered", why
+    return "scattered", f"{len(sites)} calcification sites, neither grouped nor evenly spread"
 
 
 def calcification_pattern(

@@ -60,6 +60,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..describe._geometry import surface_voxels
 from ..model import Phase, PhaseEstimate, Volume
 
 __all__ = [
@@ -300,7 +301,10 @@ def _vessel_tree(
     ceiling = VESSEL_MAX_HU.get(phase, VESSEL_MAX_HU["unknown"])
     sigma = VESSEL_SMOOTH_MM / spacing
     smooth = ndi.gaussian_filter(box_arr.astype(np.float32), sigma=sigma, mode="nearest")
-    bright = liver_box & (smooth > parenchyma_hu + VESSEL_DELTA_HU)
+    # the liver's outermost voxel layer is left out: there the smoothing (and partial
+    # volume) mixes in ribs, kidney or bowel contrast next to the liver
+    interior = liver_box & ~surface_voxels(liver_box)
+    bright = interior & (smooth > parenchyma_hu + VESSEL_DELTA_HU)
     lab = cc3d.connected_components(bright, connectivity=26).astype(np.int32, copy=False)
     n = int(lab.max())
     is_tree = np.zeros(n + 1, dtype=bool)
@@ -329,7 +333,13 @@ def _vessel_tree(
                 is_tree[k] = True
     if not is_tree.any():
         return _VesselTree(lab, is_tree, counts, None)
-    tree_vals = smooth[is_tree[lab]]
+    in_tree = is_tree[lab]
+    # voxels next to anything brighter than blood (calcium touching a vessel) do not
+    # speak for the vessel lumen
+    too_bright = in_tree & (box_arr > ceiling)
+    if too_bright.any():
+        in_tree &= ~ndi.binary_dilation(too_bright, structure=np.ones((3, 3, 3), bool), iterations=2)
+    tree_vals = smooth[in_tree]
     tree_vals = tree_vals[tree_vals <= ceiling]
     if tree_vals.size == 0:
         return _VesselTree(lab, is_tree, counts, None)
