@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ..errors import UsageError
 from ..model import LiverSummary, Volume
@@ -60,10 +59,15 @@ def capsular_margin(volume: Volume, mask: np.ndarray, margin_mm: float, *, air_t
     lo = [max(0, int(a.min()) - q) for a, q in zip(idx, pad)]
     hi = [min(n, int(a.max()) + q + 1) for a, q, n in zip(idx, pad, mask.shape)]
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    sub = mask[box]
-    dist = ndi.distance_transform_edt(~sub, sampling=sp)
-    shell = (dist > 0) & (dist <= margin_mm) & (volume.array[box] > air_threshold_hu)
+    import SimpleITK as sitk
+
+    sub = sitk.GetImageFromArray(mask[box].astype(np.uint8))
+    sub.SetSpacing(volume.spacing_xyz)
+    dmap = sitk.SignedMaurerDistanceMap(sub, insideIsPositive=False, squaredDistance=True, useImageSpacing=True)
+    dist = sitk.GetArrayViewFromImage(dmap)  # a view: dmap must stay alive while it is used
+    shell = (dist > 0) & (dist <= margin_mm**2) & (volume.array[box] > air_threshold_hu)
     out[box] = shell
+    del dist, dmap
     return out
 
 

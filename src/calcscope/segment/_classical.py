@@ -96,6 +96,30 @@ def work_grid(spacing_zyx: tuple[float, float, float], shape: tuple[int, int, in
     return tuple(f)  # type: ignore[return-value]
 
 
+_COARSE_CACHE: dict[tuple, tuple] = {}
+
+
+def coarse_image(volume: Volume, work_spacing_mm: float) -> tuple[Canonical, np.ndarray, tuple[float, float, float], tuple[int, int, int]]:
+    """Canonical view and block-averaged HU image (~``work_spacing_mm``) of a volume.
+
+    The last result is kept (keyed on the array's identity, address, shape and geometry), so that
+    segmentation, lobe split and phase estimate of one volume share the down-sampling.
+    """
+    arr = volume.array
+    key = (id(arr), arr.__array_interface__["data"][0], arr.shape, volume.spacing_zyx, volume.direction, float(work_spacing_mm))
+    hit = _COARSE_CACHE.get(key)
+    if hit is not None:
+        return hit
+    can = to_canonical(volume)
+    factors = work_grid(can.spacing_zyx, can.array.shape, work_spacing_mm)
+    src = can.array
+    img = block_reduce_mean(np.maximum(src, -1024) if src.min() < -1024 else src, factors)
+    sp = tuple(s * f for s, f in zip(can.spacing_zyx, factors))
+    _COARSE_CACHE.clear()
+    _COARSE_CACHE[key] = (can, img, sp, factors)
+    return can, img, sp, factors  # type: ignore[return-value]
+
+
 def _body_mask(img: np.ndarray, thr: float) -> np.ndarray:
     dense = img > thr
     dense = ndi.binary_opening(dense, structure=np.ones((1, 3, 3), bool))
@@ -165,11 +189,8 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
     """
     p = params or ClassicalParams()
     notes: list[str] = []
-    can = to_canonical(volume)
-    factors = work_grid(can.spacing_zyx, can.array.shape, p.work_spacing_mm)
+    can, img, sp, factors = coarse_image(volume, p.work_spacing_mm)
     src = can.array
-    img = block_reduce_mean(np.clip(src, -1024, 3071) if src.min() < -1024 else src, factors)
-    sp = tuple(s * f for s, f in zip(can.spacing_zyx, factors))
     if p.median:
         img = ndi.median_filter(img, size=(1, 3, 3))
     nz, ny, nx = img.shape
@@ -286,7 +307,7 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
     wo = ndi.gaussian_filter(outside.astype(np.float32), [p.local_mean_sigma_mm / s for s in sp], mode="nearest")
     out_mean = ndi.gaussian_filter(np.where(outside, img, 0).astype(np.float32), [p.local_mean_sigma_mm / s for s in sp], mode="nearest")
     out_mean = np.where(wo > 1e-3, out_mean / np.maximum(wo, 1e-3), -1000.0).astype(np.float32)
-    src_f = np.clip(src, -1024, 3071) if src.min() < -1024 else src
+    src_f = src
     mask_can = _upsample_refine(
         soft, local_mean, out_mean, src_f, factors, can.spacing_zyx,
         drop_below_hu=p.refine_drop_below_hu, add_within_hu=p.refine_add_within_hu,
@@ -319,7 +340,8 @@ def _adaptive_grow(
     struct = ndi.generate_binary_structure(3, 1)
     n_iter = int(np.ceil(max_mm / min(sp)))
     sig = [sigma_mm / s for s in sp]
-    for _ in range(n_iter):
+    m_full = None
+    for it in range(n_iter):
         ring = ndi.binary_dilation(region, structure=struct) & ~region & allowed
         if not ring.any():
             break
@@ -330,10 +352,15 @@ def _adaptive_grow(
             min(n, int(a.max()) + q + 1) for a, q, n in zip((zz, yy, xx), pad, img.shape)
         ]
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        r = region[box].astype(np.float32)
-        w = ndi.gaussian_filter(r, sig, mode="nearest")
-        m = ndi.gaussian_filter(img[box] * r, sig, mode="nearest") / np.maximum(w, 1e-3)
-        ok = ring[box] & (np.abs(img[box] - m) <= tol_hu) & (w > 0.02)
+        if m_full is None or it % 3 == 0:
+            # the local mean drifts slowly: refresh it every third step only
+            r = region[box].astype(np.float32)
+            w = ndi.gaussian_filter(r, sig, mode="nearest")
+            m = ndi.gaussian_filter(img[box] * r, sig, mode="nearest") / np.maximum(w, 1e-3)
+            m_full = np.full(img.shape, np.nan, np.float32)
+            m_full[box] = np.where(w > 0.02, m, np.nan)
+        mb = m_full[box]
+        ok = ring[box] & (np.abs(img[box] - mb) <= tol_hu)
         if not ok.any():
             break
         region[box] |= ok

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..model import Volume
-from ._classical import _body_mask, work_grid
+from ._classical import _body_mask, coarse_image
 from ._grid import block_reduce_mean, to_canonical
 from ._landmarks import find_aorta, find_gallbladder
 
@@ -26,14 +26,10 @@ def cantlie_plane(volume: Volume, liver_mask: np.ndarray, *, work_spacing_mm: fl
     fluid-filled gallbladder is seen; otherwise a fixed anatomical obliquity).
     """
     notes: list[str] = []
-    can = to_canonical(volume)
-    f = work_grid(can.spacing_zyx, can.array.shape, work_spacing_mm)
-    src = can.array
-    img = block_reduce_mean(np.clip(src, -1024, 3071) if src.min() < -1024 else src, f)
-    sp = tuple(s * k for s, k in zip(can.spacing_zyx, f))
-    lm = block_reduce_mean(can.from_native(liver_mask).astype(np.float32), f) > 0.5
+    can, img, sp, f = coarse_image(volume, work_spacing_mm)
+    lm = block_reduce_mean(can.from_native(liver_mask).view(np.uint8), f) > 0.5
     if not lm.any():
-        lm = block_reduce_mean(can.from_native(liver_mask).astype(np.float32), f) > 0.0
+        lm = block_reduce_mean(can.from_native(liver_mask).view(np.uint8), f) > 0.0
     body = _body_mask(img, -400.0)
     zs = np.nonzero(lm.any(axis=(1, 2)))[0]
     keep = np.zeros(body.shape[0], bool)

@@ -6,7 +6,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..model import Phase, PhaseEstimate, Volume
-from ._classical import _body_mask, work_grid
+from ._classical import _body_mask, coarse_image
 from ._grid import block_reduce_mean, erode_mm, to_canonical
 from ._landmarks import find_aorta
 
@@ -67,15 +67,11 @@ def estimate_phase(volume: Volume, liver_mask: np.ndarray | None, *, work_spacin
         the liver, which are the portal and hepatic veins once contrast arrives) and liver HU
         used, and the reason.
     """
-    can = to_canonical(volume)
-    f = work_grid(can.spacing_zyx, can.array.shape, work_spacing_mm)
-    src = can.array
-    img = block_reduce_mean(np.clip(src, -1024, 3071) if src.min() < -1024 else src, f)
-    sp = tuple(s * k for s, k in zip(can.spacing_zyx, f))
+    can, img, sp, f = coarse_image(volume, work_spacing_mm)
     body = _body_mask(img, -400.0)
     lm = None
     if liver_mask is not None and liver_mask.any():
-        lm = block_reduce_mean(can.from_native(liver_mask).astype(np.float32), f) > 0.5
+        lm = block_reduce_mean(can.from_native(liver_mask).view(np.uint8), f) > 0.5
         zs = np.nonzero(lm.any(axis=(1, 2)))[0]
         if zs.size:
             # the aorta is measured at the levels of the liver (upper abdominal aorta)
