@@ -57,7 +57,7 @@ def evaluate_case(preset: str, seed: int, phase: str | None, *, hypodense_hu: fl
     calc_lab, calc_truth = _calc_labels(ph)
     t0 = time.perf_counter()
     det = find_lesions(vol, liver, phase=phase, calcifications=calc_lab)
-    ducts = find_ducts(vol, liver, phase=phase, lesions=det.labels, calcifications=calc_lab)
+    ducts = find_ducts(vol, liver, phase=phase, lesions=det, calcifications=calc_lab)
     t_det = time.perf_counter() - t0
     lf = describe_lesions(
         vol, det.labels, liver=liver, lobes=ph.lobes, parenchyma_hu=det.parenchyma_hu, noise_hu=det.noise_hu,

@@ -38,6 +38,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..detect._duct import duct_components
+from ..detect._lesion import bbox_slices
 from ..model import CALC_LABEL_BASE, LESION_LABEL_BASE, Finding, Volume
 
 __all__ = ["associate", "AssociationRules"]
@@ -75,6 +76,16 @@ def _add_location(f: Finding, loc: str) -> None:
 def _add_child(parent: Finding, child_id: str | None) -> None:
     if child_id and child_id not in parent.children:
         parent.children = [*parent.children, child_id]
+
+
+def _boxes(labels: np.ndarray) -> list:
+    """``ndi.find_objects`` of a label map, computed inside the box of its non-zero voxels."""
+    crop = bbox_slices(labels != 0)
+    if crop is None:
+        return []
+    off = [c.start for c in crop]
+    boxes = ndi.find_objects(np.asarray(labels[crop], dtype=np.int32))
+    return [None if b is None else tuple(slice(s.start + o, s.stop + o) for s, o in zip(b, off)) for b in boxes]
 
 
 def _pad_box(box: tuple[slice, ...], pad: list[int], shape: tuple[int, ...]) -> tuple[slice, ...]:
@@ -155,8 +166,8 @@ def associate(
     sp = volume.spacing_zyx
     shape = calc_labels.shape
     les_by_n = {n: f for f in lesions if (n := _n_of(f, LESION_LABEL_BASE, "lesion-")) is not None}
-    calc_boxes = ndi.find_objects(calc_labels.astype(np.int32))
-    les_lab = None if lesion_labels is None else np.asarray(lesion_labels).astype(np.int32)
+    calc_boxes = _boxes(calc_labels)
+    les_lab = None if lesion_labels is None else np.asarray(lesion_labels)
     duct_lab = None
     if duct_mask is not None and np.asarray(duct_mask).any():
         duct_lab = duct_components(np.asarray(duct_mask, bool))
@@ -169,7 +180,7 @@ def associate(
                 pass
 
     reach = max(rules.rim_mm, rules.duct_rim_mm)
-    les_boxes = ndi.find_objects(les_lab) if les_lab is not None and les_lab.any() else []
+    les_boxes = _boxes(les_lab) if les_lab is not None else []
     pad_calc = [int(np.ceil(reach / s)) + 1 for s in sp]
     on_duct: dict[int, list[Finding]] = {}
     for c in calcs:

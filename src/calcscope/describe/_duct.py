@@ -8,6 +8,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..detect._duct import duct_components, measure_duct_tree
+from ..detect._lesion import bbox_slices
 from ..model import LABEL_DUCT, Finding, Volume
 from ._geometry import LOBE_NAMES, lobe_of
 
@@ -45,10 +46,13 @@ def describe_ducts(volume: Volume, mask: np.ndarray, *, liver: Any, lobes: np.nd
         return []
     labels = duct_components(mask)
     sp = volume.spacing_zyx
+    crop = bbox_slices(labels > 0)
+    off = [c.start for c in crop]
     out = []
-    for k, box in enumerate(ndi.find_objects(labels), start=1):
+    for k, box in enumerate(ndi.find_objects(labels[crop]), start=1):
         if box is None:
             continue
+        box = tuple(slice(b.start + o, b.stop + o) for b, o in zip(box, off))
         m = labels[box] == k
         tree = measure_duct_tree(m, sp)
         coords = np.argwhere(m) + np.asarray([b.start for b in box])

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..detect._lesion import bbox_slices
 from ..model import LESION_LABEL_BASE, Finding, Phase, Volume
 from ._geometry import LOBE_NAMES, LiverSurface, lobe_of
 
@@ -350,10 +351,13 @@ def describe_lesions(
         return []
     surface = LiverSurface(liv, volume.spacing_zyx)
     pads = [int(np.ceil(pad_mm / s)) for s in volume.spacing_zyx]
+    crop = bbox_slices(labels > 0)
+    off = [c.start for c in crop]
     out = []
-    for n, box in enumerate(ndi.find_objects(labels.astype(np.int32)), start=1):
+    for n, box in enumerate(ndi.find_objects(np.asarray(labels[crop], dtype=np.int32)), start=1):
         if box is None:
             continue
+        box = tuple(slice(b.start + o, b.stop + o) for b, o in zip(box, off))
         big = tuple(slice(max(b.start - p, 0), min(b.stop + p, s)) for b, p, s in zip(box, pads, labels.shape))
         lesion = labels[big] == n
         out.append(

@@ -33,7 +33,7 @@ modelled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cc3d
@@ -42,7 +42,10 @@ from scipy import ndimage as ndi
 
 from ..model import Phase, Volume
 from ._lesion import (
+    LesionDetection,
     _block_sum,
+    bbox_slices,
+    label_centroids,
     component_shape,
     edt_mm,
     is_tubular,
@@ -90,16 +93,22 @@ class DuctDetection:
 
 def duct_components(mask: np.ndarray) -> np.ndarray:
     """26-connected components of a duct mask numbered 1..k by centroid (z, y, x)."""
-    lab = cc3d.connected_components(np.asarray(mask, bool), connectivity=26).astype(np.int32)
+    mask = np.asarray(mask, bool)
+    out = np.zeros(mask.shape, np.int32)
+    crop = bbox_slices(mask)
+    if crop is None:
+        return out
+    lab = cc3d.connected_components(mask[crop], connectivity=26).astype(np.int32)
     k = int(lab.max())
-    if k <= 1:
-        return lab
-    cents = ndi.center_of_mass(np.ones(lab.shape, np.uint8), lab, range(1, k + 1))
-    order = sorted(range(k), key=lambda i: tuple(cents[i]))
-    remap = np.zeros(k + 1, np.int32)
-    for new, old in enumerate(order, start=1):
-        remap[old + 1] = new
-    return remap[lab]
+    if k > 1:
+        cents = label_centroids(lab, k)
+        order = sorted(range(k), key=lambda i: cents[i])
+        remap = np.zeros(k + 1, np.int32)
+        for new, old in enumerate(order, start=1):
+            remap[old + 1] = new
+        lab = remap[lab]
+    out[crop] = lab
+    return out
 
 
 def skeleton_length_mm(
@@ -214,6 +223,7 @@ def find_ducts(
     calcifications: Any = None,
     bile_max_hu: float = 30.0,
     min_contrast_hu: float = 20.0,
+    min_tree_contrast_hu: float = 40.0,
     k_noise: float = 3.0,
     min_length_mm: float = 20.0,
     min_diameter_mm: float = 2.5,
@@ -235,13 +245,18 @@ def find_ducts(
         parenchyma by ``min_contrast_hu`` qualifies (veins are bright); otherwise the
         content must also be near water (``bile_max_hu``), to keep unenhanced veins out.
     lesions: int label array or LesionDetection, optional
-        Segmented lesions; their voxels are not duct candidates.
+        Segmented lesions; their voxels are not duct candidates. Given the whole
+        LesionDetection, its smoothed detection grid is reused (about half the cost).
     calcifications: int label array or CalcificationDetection, optional
         Calcifications (stones); left out of the smoothing so they do not break a duct.
     bile_max_hu: float
         Highest mean HU of a duct's content (bile is near water).
     min_contrast_hu: float
-        Least parenchyma-minus-duct difference, HU.
+        Least parenchyma-minus-duct difference of a candidate voxel and core, HU.
+    min_tree_contrast_hu: float
+        In portal-venous / delayed phases, least parenchyma-minus-median HU of a whole
+        accepted tree (partial volume makes a 4-6 mm duct of bile read about 40 HU in a
+        105 HU liver; hypodense tumour tissue is usually closer to the parenchyma).
     k_noise: float
         Candidate voxels are also darker than the parenchyma by this many SDs of the
         smoothed parenchyma.
@@ -265,10 +280,15 @@ def find_ducts(
     les = label_array_of(lesions)
     exclude = None if calc is None else calc > 0
     empty = np.zeros(volume.shape, bool)
-    grid = prepare_liver_grid(
-        volume, liv, exclude=exclude, detection_spacing_mm=detection_spacing_mm,
-        smoothing_mm=smoothing_mm, rim_mm=rim_mm,
-    )
+    grid = lesions.grid if isinstance(lesions, LesionDetection) else None
+    if grid is not None and grid.mean_hu.shape == grid.liver.shape:
+        # same crop, block means and statistics; only the smoothing scale differs
+        grid = replace(grid, smoothed=normalized_smooth(grid.mean_hu, grid.weight, grid.spacing_zyx, smoothing_mm))
+    else:
+        grid = prepare_liver_grid(
+            volume, liv, exclude=exclude, detection_spacing_mm=detection_spacing_mm,
+            smoothing_mm=smoothing_mm, rim_mm=rim_mm,
+        )
     if grid is None:
         return DuctDetection(mask=empty, labels=np.zeros(volume.shape, np.int32))
     p, sn = grid.parenchyma_hu, grid.smoothed_noise_hu
@@ -357,8 +377,12 @@ def find_ducts(
             continue
         m = labels[box] == k
         tree = measure_duct_tree(m, fsp)
+        hu_tree = float(np.median(volume.array[box][m]))
         if not is_tubular(component_shape(m, fsp), min_ratio=3.0, min_elongation=3.0):
             rejected["not_tubular"] += 1
+            mask[box][m] = False
+        elif contrast_phase and p - hu_tree < min_tree_contrast_hu:
+            rejected["attenuation"] += 1
             mask[box][m] = False
         elif tree["length_mm"] < min_length_mm:
             rejected["short"] += 1

@@ -60,7 +60,10 @@ class LesionDetection:
         Spread (robust SD) of the smoothed parenchyma on the detection grid, HU.
     tubular: (Z, Y, X) ndarray of bool or None
         Elongated hypodense structures rejected as lesions (duct or unenhanced vessel
-        candidates); :func:`calcscope.detect.find_ducts` may use them.
+        candidates).
+    grid: LiverGrid or None
+        The smoothed detection grid and scan statistics; :func:`calcscope.detect.find_ducts`
+        reuses it when given the whole detection as ``lesions`` (saves a second pass).
     rejected: dict
         Reason -> number of candidate components rejected.
     """
@@ -73,6 +76,7 @@ class LesionDetection:
     smoothed_noise_hu: float = float("nan")
     tubular: np.ndarray | None = None
     rejected: dict[str, int] = field(default_factory=dict)
+    grid: "LiverGrid | None" = field(default=None, repr=False)
 
     @property
     def count(self) -> int:
@@ -125,6 +129,25 @@ def bbox_slices(mask: np.ndarray, *, pad: int = 0) -> tuple[slice, ...] | None:
         idx = np.flatnonzero(mask.any(axis=other))
         out.append(slice(max(int(idx[0]) - pad, 0), min(int(idx[-1]) + pad + 1, mask.shape[ax])))
     return tuple(out)
+
+
+def label_centroids(labels: np.ndarray, n: int) -> list[tuple[float, float, float]]:
+    """Centroid (z, y, x) of labels 1..n, computed inside each label's bounding box."""
+    out: list[tuple[float, float, float]] = []
+    boxes = ndi.find_objects(labels, max_label=n)
+    for k, box in enumerate(boxes, start=1):
+        if box is None:
+            out.append((np.inf, np.inf, np.inf))
+            continue
+        idx = np.argwhere(labels[box] == k)
+        out.append(tuple(float(v) for v in idx.mean(axis=0) + np.array([b.start for b in box])))
+    out += [(np.inf, np.inf, np.inf)] * (n - len(out))
+    return out
+
+
+def nonzero_crop(mask: np.ndarray, *, pad: int = 0) -> tuple[slice, ...] | None:
+    """Bounding box of the non-zero voxels (cheap: projections, no labelling)."""
+    return bbox_slices(np.asarray(mask) != 0, pad=pad) if mask.size else None
 
 
 def _block_sum(a: np.ndarray, f: tuple[int, int, int]) -> np.ndarray:
@@ -218,6 +241,8 @@ class LiverGrid:
     smoothed_noise_hu: float  # spread of the smoothed parenchyma
     coarse_noise_hu: float  # spread of the coarse-scale parenchyma
     excluded_full: np.ndarray  # bool, full-res crop: voxels left out (calcium, vessels, bright)
+    mean_hu: np.ndarray  # float32 block-mean HU of the usable voxels (detection grid)
+    weight: np.ndarray  # float32 usable fraction of each block (detection grid)
 
     def to_full(self, small: np.ndarray, full_shape: tuple[int, ...]) -> np.ndarray:
         """Nearest-neighbour upsampling of a detection-grid array onto the full-res crop."""
@@ -293,6 +318,8 @@ def prepare_liver_grid(
         smoothed_noise_hu=max(snoise, 0.5),
         coarse_noise_hu=max(cnoise, 0.5),
         excluded_full=excl,
+        mean_hu=mean_small,
+        weight=weight_small.astype(np.float32),
     )
 
 
@@ -663,8 +690,7 @@ def find_lesions(
     for k, (reg, fb) in enumerate(accepted, start=1):
         view = out[fb]
         view[reg & (view == 0)] = k
-    cents = ndi.center_of_mass(np.ones(out.shape, np.uint8), out, range(1, len(accepted) + 1)) if accepted else []
-    cents = [tuple(c) if np.all(np.isfinite(c)) else (np.inf,) * 3 for c in cents]
+    cents = label_centroids(out, len(accepted))
     order = sorted(range(len(accepted)), key=lambda i: cents[i])
     remap = np.zeros(len(accepted) + 1, np.int32)
     for new, old in enumerate(order, start=1):
@@ -686,4 +712,5 @@ def find_lesions(
         smoothed_noise_hu=grid.smoothed_noise_hu,
         tubular=tubular,
         rejected=rejected,
+        grid=grid,
     )
