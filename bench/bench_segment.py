@@ -54,12 +54,17 @@ def _one_speed_run() -> dict:
 
     vol = _big_volume()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     t = time.perf_counter()
     seg = segment_liver(vol, capsular_margin_mm=3.0)
     dt = time.perf_counter() - t
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     return {
         "shape_zyx": list(vol.shape),
         "seconds_segment_liver": round(dt, 2),
+        "cpu_seconds": round(cpu, 2),
+        "load_average_1min": round(__import__("os").getloadavg()[0], 2),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
         "rss_before_mib": round(rss0 / 1024, 0),
         "liver_ml": seg.summary.volume_ml,

@@ -66,7 +66,7 @@ class ClassicalParams:
     window_max_half_width_hu: float = 60.0
     open_radius_mm: float = 8.0
     close_radius_mm: float = 8.0
-    hole_max_area_mm2: float = 1500.0
+    hole_max_area_mm2: float = 250.0
     smooth_sigma_mm: float = 2.0
     median: bool = True
     boundary_offset_mm: float = 1.0
