@@ -51,6 +51,10 @@ def _calc_labels(ph) -> tuple[np.ndarray, list]:
 
 def evaluate_case(preset: str, seed: int, phase: str | None, *, hypodense_hu: float) -> dict:
     ph = generate_phantom(preset, seed=seed, phase=phase)
+    return _evaluate_phantom(ph, preset, seed, hypodense_hu=hypodense_hu, liver_hu=HU_BY_PHASE[ph.truth.phase]["liver"])
+
+
+def _evaluate_phantom(ph, preset: str, seed: int, *, hypodense_hu: float, liver_hu: float) -> dict:
     phase = ph.truth.phase
     vol = ph.volume
     liver = ph.organs == 1
@@ -67,7 +71,6 @@ def evaluate_case(preset: str, seed: int, phase: str | None, *, hypodense_hu: fl
     cf = [Finding(kind="calcification", id=f"calc-{n:03d}", label=1000 + n) for n in range(1, len(calc_truth) + 1)]
     associate(cf, lf, df, volume=vol, calc_labels=calc_lab, lesion_labels=det.labels, duct_mask=ducts.mask)
 
-    liver_hu = HU_BY_PHASE[phase]["liver"]
     by_id = {o.id: o for o in ph.truth.objects}
     rows = []
     matched_det: dict[str, int] = {}
@@ -138,6 +141,39 @@ def evaluate_case(preset: str, seed: int, phase: str | None, *, hypodense_hu: fl
     }
 
 
+def _real_ct_case(seed: int, *, hypodense_hu: float) -> dict:
+    """Lesions (with calcifications) inserted into the shared real CT (non-contrast, 3 mm)."""
+    from pathlib import Path
+
+    from calcscope.io import load_ct, load_mask_like
+    from calcscope.synth import ObjectSpec
+    from calcscope.synth._insert import insert_objects
+
+    root = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalseg-example-ct"
+    vol = load_ct(root / "example_ct.nii.gz")
+    seg = load_mask_like(root / "example_seg_fast_force_split.nii.gz", vol)
+    liver = np.asarray(getattr(seg, "array", seg)) == 5
+    rng = np.random.default_rng(seed)
+    # this scan is non-contrast with a ~47 HU liver: metastases 25 HU below it, cysts near water
+    met_hu = float(np.median(vol.array[liver])) - 25.0
+    specs = [
+        ObjectSpec(id="met-a", type="lesion", subtype="metastasis", size_mm=float(rng.uniform(20, 30)), hu=met_hu),
+        ObjectSpec(type="calcification", subtype="coarse", size_mm=6.0, parent="met-a", relation="centre"),
+        ObjectSpec(id="met-b", type="lesion", subtype="metastasis", size_mm=float(rng.uniform(12, 18)), hu=met_hu),
+        ObjectSpec(id="cyst-a", type="lesion", subtype="cyst", size_mm=float(rng.uniform(15, 25)), hu=8.0),
+        ObjectSpec(id="met-c", type="lesion", subtype="metastasis", size_mm=float(rng.uniform(8, 10)), hu=met_hu),
+    ]
+    new, labels, objs = insert_objects(vol, liver, specs, seed=seed, phase="non_contrast")
+
+    class _P:  # the parts of a Phantom that evaluate_case reads
+        pass
+
+    ph = _P()
+    ph.volume, ph.objects, ph.organs, ph.lobes = new, labels, liver.astype(np.uint8), None
+    ph.truth = type("T", (), {"objects": objs, "phase": "non_contrast", "has_duct_dilatation": False})()
+    return _evaluate_phantom(ph, "real_ct_insertion", seed, hypodense_hu=hypodense_hu, liver_hu=float(np.median(vol.array[liver])))
+
+
 def summarise(cases: list[dict]) -> dict:
     rows = [r for c in cases for r in c["lesions"]]
     def sens(sel):
@@ -179,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hypodense-hu", type=float, default=10.0)
     ap.add_argument("--json", default=None, help="write every case and the summary here")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--real-ct", type=int, default=0, metavar="N",
+                    help="also insert lesions into ../shared/data/totalseg-example-ct with N seeds")
     a = ap.parse_args(argv)
     cases = []
     skipped: list[str] = []
@@ -203,6 +241,13 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{preset:24s} {phase:13s} s{seed} fp={c['fp']} missed={miss} duct={c['duct_found']} assoc_bad={bad}", file=sys.stderr)
     summary = summarise(cases)
     summary["skipped_cases"] = skipped
+    if a.real_ct:
+        real = [_real_ct_case(seed, hypodense_hu=a.hypodense_hu) for seed in range(a.real_ct)]
+        if a.verbose:
+            for c in real:
+                print(f"real_ct s{c['seed']} fp={c['fp']} missed={[r['id'] for r in c['lesions'] if not r['found']]}", file=sys.stderr)
+        summary["real_ct_insertion"] = summarise(real)
+        cases += real
     print(json.dumps(summary, indent=1, default=float))
     if a.json:
         with open(a.json, "w") as fh:

@@ -224,6 +224,7 @@ def find_ducts(
     bile_max_hu: float = 30.0,
     min_contrast_hu: float = 20.0,
     min_tree_contrast_hu: float = 40.0,
+    min_deep_fraction: float = 0.5,
     k_noise: float = 3.0,
     min_length_mm: float = 20.0,
     min_diameter_mm: float = 2.5,
@@ -260,6 +261,9 @@ def find_ducts(
     k_noise: float
         Candidate voxels are also darker than the parenchyma by this many SDs of the
         smoothed parenchyma.
+    min_deep_fraction: float
+        Least fraction of a tree's voxels deeper than ``rim_mm`` below the capsule (a dark
+        band along the surface is partial volume with fat).
     min_length_mm, min_diameter_mm, max_diameter_mm: float
         Accepted centre-line length and median calibre of a duct tree, mm.
     detection_spacing_mm, smoothing_mm, rim_mm: float
@@ -271,6 +275,9 @@ def find_ducts(
     DuctDetection
     """
     ph = phase_of(phase)
+    rim_mm = max(rim_mm, 1.5 * max(volume.spacing_zyx[1:]))
+    # a tube one voxel thick cannot be told from noise: at least 1.5 in-plane voxels wide
+    min_diameter_mm = max(min_diameter_mm, 1.5 * max(volume.spacing_zyx[1:]))
     # in portal-venous and delayed phases the veins are bright, so any clearly hypodense
     # tube is a duct; on non-contrast (and arterial / unknown) scans unenhanced veins are
     # hypodense tubes too, and only near-water content marks a duct
@@ -372,14 +379,28 @@ def find_ducts(
     mask[grid.crop] = out
     labels = duct_components(mask)
     # final check on the full-resolution trees
+    from ._lesion import bbox_slices as _bb
+
+    depth_full = np.zeros(mask.shape, np.float32)
+    lb = _bb(liv, pad=1)
+    if lb is not None:
+        depth_full[lb] = edt_mm(liv[lb], volume.spacing_zyx)
     for k, box in enumerate(ndi.find_objects(labels), start=1):
         if box is None:
             continue
         m = labels[box] == k
         tree = measure_duct_tree(m, fsp)
         hu_tree = float(np.median(volume.array[box][m]))
+        deep_frac = float((depth_full[box][m] > rim_mm).mean())
         if not is_tubular(component_shape(m, fsp), min_ratio=3.0, min_elongation=3.0):
             rejected["not_tubular"] += 1
+            mask[box][m] = False
+        elif tree["diameter_mm"] < min_diameter_mm:
+            rejected["calibre"] += 1
+            mask[box][m] = False
+        elif deep_frac < min_deep_fraction:
+            # runs along the capsule: partial volume with fat, not a duct
+            rejected["subcapsular"] = rejected.get("subcapsular", 0) + 1
             mask[box][m] = False
         elif contrast_phase and p - hu_tree < min_tree_contrast_hu:
             rejected["attenuation"] += 1
