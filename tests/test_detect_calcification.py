@@ -276,3 +276,29 @@ def test_real_contrast_dicom_has_no_liver_calcification():
         det = find_calcifications(vol, liver, phase=phase, margin=_margin(vol, liver))
         assert det.count == 0, phase
         assert det.threshold_hu > 181.0  # brightest liver voxel of this scan is 181 HU
+
+
+@pytest.mark.shared
+def test_calcifications_inserted_into_real_ct_are_found():
+    if not (DATA / "example_ct_dicom").is_dir() or not (DATA / "example_ct.nii.gz").exists():
+        pytest.skip("../shared/data/totalseg-example-ct not present")
+    synth = pytest.importorskip("calcscope.synth")
+    from calcscope.io import load_ct, load_mask_like
+
+    cases = [
+        (DATA / "example_ct.nii.gz", DATA / "example_seg_fast_force_split.nii.gz", "non_contrast"),
+        (DATA / "example_ct_dicom", DATA / "example_seg_dicom.nii.gz", "portal_venous"),
+    ]
+    specs = [
+        synth.ObjectSpec(type="calcification", subtype="coarse", size_mm=8.0, hu=600.0),
+        synth.ObjectSpec(type="calcification", subtype="coarse", size_mm=6.5, hu=700.0),
+        synth.ObjectSpec(type="calcification", subtype="linear", size_mm=12.0, thickness_mm=2.5, hu=650.0),
+    ]
+    for ct, seg, phase in cases:
+        vol = load_ct(ct)
+        liver = load_mask_like(seg, vol) == 5
+        v2, labels, objs = synth.insert_objects(vol, liver, specs, seed=11)
+        det = find_calcifications(v2, liver, phase=phase, margin=_margin(vol, liver))
+        assert det.count == len(objs), ct.name
+        for o in objs:
+            assert np.any(det.labels[labels == o.label] > 0), (ct.name, o.id)

@@ -12,7 +12,9 @@ How a focus is found
    brighter than parenchyma + :data:`VESSEL_DELTA_HU` form bright components, the
    large elongated ones with a blood-like median HU are taken as the vessel tree
    (:func:`_vessel_tree`), and the :data:`VESSEL_POOL_PERCENTILE`-th percentile of
-   their smoothed HU is the pool.
+   their smoothed HU, leaving out the neighbourhood of anything clearly brighter than
+   blood (calcium touching a vessel), is the pool, never above
+   :data:`VESSEL_POOL_MAX_HU`.
 3. **Threshold** (see :func:`threshold_rule`)::
 
        threshold = max(phase floor,
@@ -288,7 +290,12 @@ class _VesselTree:
 
 
 def _vessel_tree(
-    box_arr: np.ndarray, liver_box: np.ndarray, spacing: np.ndarray, parenchyma_hu: float, phase: str
+    box_arr: np.ndarray,
+    liver_box: np.ndarray,
+    spacing: np.ndarray,
+    parenchyma_hu: float,
+    noise_hu: float,
+    phase: str,
 ) -> _VesselTree:
     """Bright elongated components of the smoothed liver that make up the vessel tree.
 
@@ -334,16 +341,27 @@ def _vessel_tree(
     if not is_tree.any():
         return _VesselTree(lab, is_tree, counts, None)
     in_tree = is_tree[lab]
-    # voxels next to anything brighter than blood (calcium touching a vessel) do not
-    # speak for the vessel lumen
-    too_bright = in_tree & (box_arr > ceiling)
-    if too_bright.any():
-        in_tree &= ~ndi.binary_dilation(too_bright, structure=np.ones((3, 3, 3), bool), iterations=2)
-    tree_vals = smooth[in_tree]
-    tree_vals = tree_vals[tree_vals <= ceiling]
-    if tree_vals.size == 0:
+    # Voxels next to anything clearly brighter than blood (calcium touching a vessel)
+    # do not speak for the vessel lumen. Two passes: first exclude what is above the
+    # phase's blood ceiling, then what is above the pool so measured.
+    cube = np.ones((3, 3, 3), bool)
+    pool: float | None = None
+    for level in (ceiling + K_VESSEL * noise_hu, None):
+        if level is None:
+            if pool is None:
+                break
+            level = pool + (K_VESSEL + 1.0) * noise_hu
+        keep = in_tree
+        too_bright = in_tree & (box_arr > level)
+        if too_bright.any():
+            keep = in_tree & ~ndi.binary_dilation(too_bright, structure=cube, iterations=2)
+        vals = smooth[keep]
+        vals = vals[vals <= ceiling]
+        if vals.size == 0:
+            break
+        pool = float(np.percentile(_sample(vals), VESSEL_POOL_PERCENTILE))
+    if pool is None:
         return _VesselTree(lab, is_tree, counts, None)
-    pool = float(np.percentile(_sample(tree_vals), VESSEL_POOL_PERCENTILE))
     pool = min(pool, VESSEL_POOL_MAX_HU.get(phase, VESSEL_POOL_MAX_HU["unknown"]))
     return _VesselTree(lab, is_tree, counts, pool)
 
@@ -406,7 +424,7 @@ def find_calcifications(
     parenchyma_hu, noise_hu = _robust_level(a[liv])
     tree: _VesselTree | None = None
     if phase_name != "non_contrast":
-        tree = _vessel_tree(a, liv, spacing, parenchyma_hu, phase_name)
+        tree = _vessel_tree(a, liv, spacing, parenchyma_hu, noise_hu, phase_name)
     vessel_hu = None if tree is None else tree.pool_hu
     thr, rule = threshold_rule(phase_name, parenchyma_hu, noise_hu, vessel_hu)
     if threshold_hu is not None:
