@@ -15,12 +15,14 @@ from test_track_support import Ball, Motion, apply_motion, render_study, write_s
 
 from calcscope.cli import main
 from calcscope.errors import CorruptInputError, InputNotFoundError, OutputError, UnsupportedFormatError
+from calcscope.model import Analysis
 from calcscope.track import (
     COMPARISON_SCHEMA_VERSION,
     Comparison,
     compare_studies,
     load_study,
     recist,
+    study_from_arrays,
     write_comparison,
 )
 
@@ -67,6 +69,10 @@ def test_matches_new_and_resolved(run) -> None:
     }
     assert [u.id for u in c.new] == ["lesion-003"]
     assert [u.id for u in c.resolved] == ["calc-002"]
+    # truly new / truly gone: the other study shows nothing at the registered position
+    assert c.new[0].visible_on_other_study is False
+    assert -70.0 < c.new[0].contrast_hu < -35.0  # 15 HU lesion in 60 HU liver (shell may hold vessels)
+    assert c.resolved[0].visible_on_other_study is False
     assert all(m.distance_mm < 2.0 for m in c.matches)
     assert c.registration.image_kind == "ct"
     assert c.registration.landmark_error is not None and c.registration.landmark_error.median_mm < 1.0
@@ -187,3 +193,64 @@ def test_cli_compare(folders, tmp_path, capsys) -> None:
     assert main(["compare", str(p), str(c), "--out", str(tmp_path / "y"), "--prior-date", "2024-06-01",
                  "--current-date", "2024-01-01"]) == 2
     assert main(["compare", str(p), str(c)]) == 2  # neither --out nor --json
+
+
+def test_ct_input_is_analysed_on_the_fly(folders, tmp_path) -> None:
+    import SimpleITK as sitk
+
+    _, c = folders
+    pr = render_study(PRIOR_BALLS, seed=11)
+    sitk.WriteImage(pr.volume.to_sitk(), str(tmp_path / "prior_ct.nii.gz"))
+    sitk.WriteImage(pr.volume.to_sitk((pr.labels > 0).astype(np.uint8)), str(tmp_path / "prior_liver.nii.gz"))
+    opts = {"liver_mask": tmp_path / "prior_liver.nii.gz", "phase": "portal_venous"}
+    st = load_study(tmp_path / "prior_ct.nii.gz", analyze_options=opts)
+    assert st.kind == "ct" and st.ct is not None
+    assert st.labels.shape == pr.volume.shape
+    kinds = sorted(f.kind for f in st.findings)
+    assert kinds.count("calcification") == 2
+    res = compare_studies(st, c, run_reasoning=False, timestamp=False).comparison
+    assert res.prior.kind == "ct" and res.current.kind == "analysis_folder"
+    assert res.registration.image_kind == "ct"
+    assert {m.current_id for m in res.matches} == {"calc-001", "lesion-001", "lesion-002"}
+    assert all(m.distance_mm < 2.0 for m in res.matches)
+
+
+def _study_without(rendered, key: str | None):
+    """An in-memory study whose detection missed the ball ``key`` (its voxels become liver)."""
+    labels = rendered.labels.copy()
+    keep = []
+    for f in rendered.findings:
+        if rendered.key_of[f.id] == key:
+            labels[labels == f.label] = 1
+        else:
+            keep.append(f)
+    return study_from_arrays(Analysis(findings=keep), labels, rendered.volume, ct=rendered.volume)
+
+
+@pytest.fixture(scope="module")
+def same_anatomy():
+    return render_study(PRIOR_BALLS, seed=21), render_study(PRIOR_BALLS, motion=MOTION, seed=22)
+
+
+def test_lesion_missed_on_prior_is_an_equivocal_new_lesion(same_anatomy) -> None:
+    pr, cu = same_anatomy
+    res = compare_studies(_study_without(pr, "l2"), _study_without(cu, None), run_reasoning=False,
+                          timestamp=False).comparison
+    (n,) = res.new
+    assert n.kind == "lesion" and n.visible_on_other_study is True
+    assert n.contrast_hu_other_study == pytest.approx(n.contrast_hu, abs=12.0)
+    assert res.recist.new_lesions == [] and res.recist.equivocal_new_lesions == [n.id]
+    assert res.recist.category == "SD"
+    assert any("probably present before" in w for w in res.warnings)
+
+
+def test_target_missed_on_current_makes_recist_not_evaluable(same_anatomy) -> None:
+    pr, cu = same_anatomy
+    res = compare_studies(_study_without(pr, None), _study_without(cu, "l2"), run_reasoning=False,
+                          timestamp=False).comparison
+    (r,) = res.resolved
+    assert r.visible_on_other_study is True
+    status = {t.prior_id: t.status for t in res.recist.targets}
+    assert sorted(status.values()) == ["measured", "not_measured"]
+    assert res.recist.category == "NE"
+    assert "could not be measured" in res.recist.rule

@@ -127,12 +127,19 @@ def test_growth_volume_criterion_needs_percent_and_absolute() -> None:
     assert _alert(2.0, 8.0, 1.6, 2.5, days=120) is None  # +300 % but only +6 mm3 (partial-volume noise)
 
 
-def test_growth_diameter_criterion_alone() -> None:
-    alert = _alert(100.0, 105.0, 6.0, 8.0, days=90)
+def test_growth_diameter_decides_only_without_volumes() -> None:
+    # +2 mm in diameter with a small volume change is partial-volume noise: no alert
+    assert _alert(100.0, 105.0, 6.0, 8.0, days=90) is None
+    a = Finding(id="p", kind="calcification", centroid_mm=(0, 0, 0), size_mm=6.0)
+    b = Finding(id="c", kind="calcification", centroid_mm=(0, 0, 0), size_mm=8.0)
+    ch = finding_change(a, b)
+    alert = assess_growth(a, b, ch, calcified=True)
     assert alert is not None
-    assert any("diameter" in c for c in alert.criteria_met)
+    assert alert.criteria_met == ["longest diameter +2.0 mm >= 2 mm"]
     assert "seeds/003_f4e56972f096d8df.txt" in alert.citations
     assert "suggests" in alert.statement
+    both = _alert(50.0, 100.0, 5.0, 8.0, days=90)
+    assert both is not None and len(both.criteria_met) == 2
 
 
 def test_growth_over_a_long_interval_is_not_alerted() -> None:

@@ -189,3 +189,10 @@ def test_matches_integer_oracle(b10: int, c10: int, mid10: int | None) -> None:
     n10 = min([b10] + ([] if mid10 is None else [mid10]))
     res = classify_response(b10 / 10, c10 / 10, previous_sums_mm=prev)
     assert res.category == _oracle(b10, c10, n10)
+
+
+def test_unmeasured_target_gives_ne_unless_pd() -> None:
+    res = classify_response(40.0, 20.0, unevaluable_targets=1)
+    assert res.category == "NE" and "could not be measured" in res.rule
+    assert classify_response(20.0, 30.0, unevaluable_targets=1).category == "PD"  # PD stands without it
+    assert classify_response(40.0, 20.0, unevaluable_targets=1, new_lesions=1).category == "PD"

@@ -139,6 +139,15 @@ class UnpairedFinding(BaseModel):
     volume_mm3: float | None = None
     centroid_mm: tuple[float, float, float] | None = None
     centroid_in_prior_mm: tuple[float, float, float] | None = None
+    contrast_hu: float | None = Field(default=None, description="mean HU of the finding minus its 2-5 mm shell, own study")
+    contrast_hu_other_study: float | None = Field(
+        default=None, description="the same at the registered position on the other study"
+    )
+    visible_on_other_study: bool | None = Field(
+        default=None,
+        description="the other study shows at least half the contrast at the registered position: the finding "
+        "was probably there (new) or is still there (resolved) but not detected",
+    )
 
 
 class RecistTarget(BaseModel):
@@ -148,7 +157,7 @@ class RecistTarget(BaseModel):
     organ: str
     baseline_diameter_mm: float
     followup_diameter_mm: float
-    status: Literal["measured", "disappeared"]
+    status: Literal["measured", "disappeared", "not_measured"]
 
 
 class RecistBlock(BaseModel):
@@ -260,6 +269,67 @@ def _registration_report(reg: Registration, *, seed: int) -> RegistrationReport:
     )
 
 
+_VISIBLE_FRACTION = 0.5  #: other-study contrast / own contrast at or above which a finding counts as visible
+_MIN_CONTRAST_HU = 15.0  #: own contrast needed to judge visibility at all
+_MAX_POINTS = 400
+
+
+def _spread(points: np.ndarray, n: int) -> np.ndarray:
+    if len(points) <= n:
+        return points
+    return points[np.linspace(0, len(points) - 1, n).round().astype(int)]
+
+
+def _contrast_and_mapped(
+    own: Study, finding: Finding, other: Study, mapper: Any
+) -> tuple[float | None, float | None]:
+    """(contrast on the own study, contrast at the mapped position on the other study), HU.
+
+    Contrast = mean HU inside the finding's label minus mean HU of a 2-5 mm shell of
+    liver around it. The finding's voxels and the shell are mapped with ``mapper``
+    (LPS points of ``own`` -> LPS points of ``other``) and ``other``'s CT is sampled
+    there (trilinear). None when a CT or the label is missing.
+    """
+    from scipy import ndimage
+
+    if own.ct is None or other.ct is None or finding.label is None or finding.centroid_voxel is None:
+        return None, None
+    lab = own.labels
+    size = float(_diameter(finding) or 10.0)
+    c = np.asarray(finding.centroid_voxel, dtype=float)
+    sl = []
+    for a in range(3):
+        h = int(np.ceil((size + 8.0) / lab.spacing_zyx[a]))
+        ci = int(round(float(np.clip(c[a], 0, lab.shape[a] - 1))))
+        sl.append(slice(max(0, ci - h), min(lab.shape[a], ci + h + 1)))
+    block = np.asarray(lab.array[sl[0], sl[1], sl[2]])
+    inside = block == finding.label
+    if not inside.any():
+        return None, None
+    dist = ndimage.distance_transform_edt(~inside, sampling=lab.spacing_zyx)
+    shell = (dist >= 2.0) & (dist <= 5.0) & (block == 1)
+    if not shell.any():
+        return None, None
+    start = np.array([s.start for s in sl], dtype=float)
+    ct_block = np.asarray(own.ct.array[sl[0], sl[1], sl[2]], dtype=np.float32)
+    own_contrast = float(ct_block[inside].mean() - ct_block[shell].mean())
+    pts_in = lab.voxel_to_mm(_spread(np.argwhere(inside), _MAX_POINTS) + start)
+    pts_sh = lab.voxel_to_mm(_spread(np.argwhere(shell), _MAX_POINTS) + start)
+    other_ct = other.ct
+    values = []
+    for pts in (pts_in, pts_sh):
+        idx = other_ct.mm_to_voxel(mapper(pts))
+        values.append(ndimage.map_coordinates(other_ct.array, idx.T, order=1, mode="nearest", output=np.float32))
+    return own_contrast, float(values[0].mean() - values[1].mean())
+
+
+def _visibility(own: Study, finding: Finding, other: Study, mapper: Any) -> tuple[float | None, float | None, bool | None]:
+    own_c, other_c = _contrast_and_mapped(own, finding, other, mapper)
+    if own_c is None or other_c is None or abs(own_c) < _MIN_CONTRAST_HU:
+        return own_c, other_c, None
+    return own_c, other_c, bool(other_c / own_c >= _VISIBLE_FRACTION)
+
+
 def _recist_block(
     prior: list[Finding],
     current: list[Finding],
@@ -267,6 +337,8 @@ def _recist_block(
     new_idx: list[int],
     *,
     new_lesion_min_diameter_mm: float,
+    new_seen_on_prior: set[int] = frozenset(),  # type: ignore[assignment]
+    resolved_still_visible: set[int] = frozenset(),  # type: ignore[assignment]
 ) -> RecistBlock:
     lesions = [
         RecistLesion(id=f.id or f"prior-{i}", diameter_mm=float(_diameter(f) or 0.0), organ="liver")
@@ -277,29 +349,32 @@ def _recist_block(
     targets = select_targets(lesions)
     records: list[RecistTarget] = []
     follow: list[float] = []
+    unmeasured = 0
     for t in targets:
         j = pair_of_prior.get(index_of[t.id])
         if j is None:
+            visible = index_of[t.id] in resolved_still_visible
+            unmeasured += int(visible)
             records.append(RecistTarget(prior_id=t.id, current_id=None, organ=t.organ, baseline_diameter_mm=t.diameter_mm,
-                                        followup_diameter_mm=0.0, status="disappeared"))
+                                        followup_diameter_mm=0.0, status="not_measured" if visible else "disappeared"))
             follow.append(0.0)
         else:
             d = float(_diameter(current[j]) or 0.0)
             records.append(RecistTarget(prior_id=t.id, current_id=current[j].id, organ=t.organ,
                                         baseline_diameter_mm=t.diameter_mm, followup_diameter_mm=d, status="measured"))
             follow.append(d)
+    new_lesion_idx = [j for j in new_idx if current[j].kind == "lesion"]
     new_unequivocal = [
         current[j].id or f"current-{j}"
-        for j in new_idx
-        if current[j].kind == "lesion" and float(_diameter(current[j]) or 0.0) >= new_lesion_min_diameter_mm
+        for j in new_lesion_idx
+        if float(_diameter(current[j]) or 0.0) >= new_lesion_min_diameter_mm and j not in new_seen_on_prior
     ]
-    new_equivocal = [
-        current[j].id or f"current-{j}"
-        for j in new_idx
-        if current[j].kind == "lesion" and float(_diameter(current[j]) or 0.0) < new_lesion_min_diameter_mm
-    ]
+    new_equivocal = [current[j].id or f"current-{j}" for j in new_lesion_idx if (current[j].id or f"current-{j}") not in new_unequivocal]
     res = classify_response(
-        sum_of_diameters(t.diameter_mm for t in targets), sum_of_diameters(follow), new_lesions=len(new_unequivocal)
+        sum_of_diameters(t.diameter_mm for t in targets),
+        sum_of_diameters(follow),
+        new_lesions=len(new_unequivocal),
+        unevaluable_targets=unmeasured,
     )
     notes = [
         "Only findings of kind 'lesion' are RECIST lesions: simple cysts, calcifications and ducts are not.",
@@ -307,8 +382,14 @@ def _recist_block(
     ]
     if new_equivocal:
         notes.append(
-            f"New lesion(s) smaller than {new_lesion_min_diameter_mm:g} mm are listed as equivocal and do not by "
-            "themselves make PD; confirm them on the next study."
+            f"Equivocal new lesion(s) {', '.join(new_equivocal)}: smaller than {new_lesion_min_diameter_mm:g} mm, or "
+            "the prior image shows a similar density at the registered position (probably present but not "
+            "detected before). They do not by themselves make PD; check them on the images and the next study."
+        )
+    if unmeasured:
+        notes.append(
+            f"{unmeasured} target lesion(s) were not re-detected although the current image still shows them at "
+            "the registered position; measure them by hand."
         )
     return RecistBlock(
         selection=(
@@ -478,22 +559,44 @@ def compare_studies(
                 growing_calcification=alert is not None,
             )
         )
-    new = [
-        UnpairedFinding(
+    new: list[UnpairedFinding] = []
+    seen_on_prior: set[int] = set()
+    for j in m.new:
+        own_c, other_c, vis = _visibility(c_study, cf[j], p_study, reg.current_to_prior)
+        if vis:
+            seen_on_prior.add(j)
+        new.append(UnpairedFinding(
             id=cf[j].id, kind=cf[j].kind, size_mm=_diameter(cf[j]), volume_mm3=cf[j].volume_mm3,
             centroid_mm=_tuple3(cf[j].centroid_mm),
             centroid_in_prior_mm=_tuple3(in_prior[j]) if in_prior is not None else None,
+            contrast_hu=own_c, contrast_hu_other_study=other_c, visible_on_other_study=vis,
+        ))
+    resolved: list[UnpairedFinding] = []
+    still_visible: set[int] = set()
+    for i in m.resolved:
+        own_c, other_c, vis = _visibility(p_study, pf[i], c_study, reg.prior_to_current)
+        if vis:
+            still_visible.add(i)
+        resolved.append(UnpairedFinding(
+            id=pf[i].id, kind=pf[i].kind, size_mm=_diameter(pf[i]), volume_mm3=pf[i].volume_mm3,
+            centroid_mm=_tuple3(pf[i].centroid_mm),
+            contrast_hu=own_c, contrast_hu_other_study=other_c, visible_on_other_study=vis,
+        ))
+    if seen_on_prior:
+        warnings.append(
+            f"{len(seen_on_prior)} new finding(s) show a similar density on the prior image at the registered "
+            "position: probably present before but not detected"
         )
-        for j in m.new
-    ]
-    resolved = [
-        UnpairedFinding(id=pf[i].id, kind=pf[i].kind, size_mm=_diameter(pf[i]), volume_mm3=pf[i].volume_mm3,
-                        centroid_mm=_tuple3(pf[i].centroid_mm))
-        for i in m.resolved
-    ]
+    if still_visible:
+        warnings.append(
+            f"{len(still_visible)} resolved finding(s) still show a similar density on the current image at the "
+            "registered position: probably still present but not detected"
+        )
     recist = _recist_block(
         pf, cf, {p.prior_index: p.current_index for p in m.pairs}, m.new,
         new_lesion_min_diameter_mm=new_lesion_min_diameter_mm,
+        new_seen_on_prior=seen_on_prior,
+        resolved_still_visible=still_visible,
     )
     timings["match"] = round(time.perf_counter() - t2, 3)
 
@@ -708,8 +811,13 @@ def render_comparison_html(run: ComparisonRun, *, max_image_pairs: int = 24) -> 
         if not items:
             parts.append("<p>None.</p>")
             continue
+        other = "prior" if title.startswith("New") else "current"
         parts.append("<ul>" + "".join(
-            f"<li>{e(str(u.id))} ({e(u.kind)}, {_fmt(u.size_mm, '.1f', ' mm')})</li>" for u in items
+            f"<li>{e(str(u.id))} ({e(u.kind)}, {_fmt(u.size_mm, '.1f', ' mm')})"
+            + (f" — similar density on the {other} image at the registered position (contrast "
+               f"{_fmt(u.contrast_hu_other_study, '+.0f', ' HU')} vs {_fmt(u.contrast_hu, '+.0f', ' HU')}): "
+               "probably a detection difference" if u.visible_on_other_study else "")
+            + "</li>" for u in items
         ) + "</ul>")
     if c.warnings:
         parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li>{e(w)}</li>" for w in c.warnings) + "</ul>")

@@ -7,11 +7,13 @@ prompt a surgical opinion (``seeds/003_f4e56972f096d8df.txt``). The seeds give n
 number, so calcscope documents its own operational threshold
 (:class:`GrowthThresholds`): a calcification, or a lesion holding a calcification,
 is flagged as *growing* when over an interval of at most 12 months (or an unknown
-interval) its volume rose by at least 20 % **and** at least 10 mm³, or its longest
-diameter rose by at least 2 mm. 20 % mirrors the RECIST progression margin, the
-absolute floors keep partial-volume noise of tiny calcifications (a 1 mm³ speck
-measured as 1.3 mm³) from raising alerts, and 2 mm is above the typical
-reproducibility of a diameter on CT with 1-3 mm voxels.
+interval) its volume rose by at least 20 % **and** at least 10 mm³. 20 % mirrors the
+RECIST progression margin and the absolute floor keeps partial-volume noise of tiny
+calcifications (a 1 mm³ speck measured as 1.3 mm³) from raising alerts. The longest
+diameter (+2 mm or more) decides only when a volume is missing (findings written by
+hand): on CT with 1-3 mm voxels the diameter of a calcification of a few millimetres
+moves by a voxel diagonal (2-3 mm) from partial volume alone, so it is reported
+beside the volume criterion but does not raise an alert by itself.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class GrowthThresholds:
     min_volume_mm3: float
         Absolute volume increase (mm³).
     min_diameter_mm: float
-        Increase of the longest diameter (mm), enough on its own.
+        Increase of the longest diameter (mm); decides only when a volume is missing.
     max_interval_days: float
         Longest interval (days) still called "short"; 12 months.
     """
@@ -176,9 +178,11 @@ def assess_growth(
             f"volume +{change.growth_percent:.0f} % (+{dv_mm3:.1f} mm³) >= "
             f"{thresholds.min_volume_percent:g} % and {thresholds.min_volume_mm3:g} mm³"
         )
-    if change.diameter_change_mm is not None and change.diameter_change_mm >= thresholds.min_diameter_mm:
+    volume_met = bool(criteria)
+    diameter_met = change.diameter_change_mm is not None and change.diameter_change_mm >= thresholds.min_diameter_mm
+    if diameter_met:
         criteria.append(f"longest diameter +{change.diameter_change_mm:.1f} mm >= {thresholds.min_diameter_mm:g} mm")
-    if not criteria:
+    if not (volume_met or (diameter_met and dv_mm3 is None)):
         return None
     if change.interval_days is None:
         when = "over an interval of unknown length (give the study dates to judge how fast)"

@@ -20,7 +20,9 @@ Conventions (RECIST 1.1, Eisenhauer et al., Eur J Cancer 2009):
   4. **SD** (stable disease): none of the above.
 
   **NE** (not evaluable) is returned when there is no target lesion at
-  baseline and nothing else decides the category.
+  baseline, or when a target lesion could not be measured at follow-up, and PD is
+  not established otherwise (an unmeasured target counts 0 mm, so a PD found
+  without it stands).
 
 Thresholds are compared exactly: every millimetre figure is turned into a
 :class:`fractions.Fraction` from its shortest decimal representation (``repr``),
@@ -203,6 +205,7 @@ def classify_response(
     previous_sums_mm: Sequence[float | Fraction] = (),
     new_lesions: int = 0,
     non_target_progression: bool = False,
+    unevaluable_targets: int = 0,
 ) -> RecistResult:
     """RECIST 1.1 category of one follow-up timepoint.
 
@@ -218,6 +221,9 @@ def classify_response(
         Number of unequivocal new lesions at this follow-up.
     non_target_progression: bool
         Unequivocal progression of non-target disease.
+    unevaluable_targets: int
+        Target lesions that could not be measured at this follow-up (counted 0 mm
+        in ``current_sum_mm``); unless PD, the category is then NE.
 
     Returns
     -------
@@ -259,6 +265,10 @@ def classify_response(
         )
     if base == 0:
         return result("NE", f"NE: no measurable target lesion at baseline and no new lesion; {figures}")
+    if unevaluable_targets > 0:
+        return result(
+            "NE", f"NE: {unevaluable_targets} target lesion(s) could not be measured at follow-up and PD is not met; {figures}"
+        )
     if cur == 0:
         return result("CR", f"CR: every target lesion has disappeared; {figures}")
     if cur <= base * (1 - PR_DECREASE_FRACTION):
