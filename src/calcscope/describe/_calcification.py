@@ -459,7 +459,7 @@ def describe_calcifications(
         # a focus touching the capsule (a fair share of its voxels in the margin, outside
         # the liver or within capsular_max_mm of the surface) is capsular even when
         # its centroid lies deeper (a plaque curving with the surface)
-        vox_depth = surface.depth_mm(all_coords.astype(float))
+        vox_depth = surface.depth_mm(all_coords.astype(float), max_mm=DEPTH_RULES["capsular_max_mm"] + float(spacing.max()))
         touching = vox_depth <= DEPTH_RULES["capsular_max_mm"]
         if margin is not None:
             touching |= margin[tuple(all_coords.T)]

@@ -19,6 +19,7 @@ from scipy.spatial import ConvexHull, QhullError, cKDTree
 
 __all__ = [
     "PrincipalAxes",
+    "mask_bbox",
     "voxel_coords",
     "surface_voxels",
     "longest_diameter_mm",
@@ -35,6 +36,19 @@ __all__ = [
 LOBE_NAMES: dict[int, str] = {1: "right", 2: "left", 3: "caudate"}
 
 _FACE_OFFSETS = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))
+
+
+def mask_bbox(mask: np.ndarray, pad_vox: int = 0) -> tuple[slice, slice, slice] | None:
+    """Bounding box (slices) of the true voxels of ``mask``, padded by ``pad_vox``;
+    None when the mask is empty. Uses axis projections (fast on large grids)."""
+    out = []
+    for ax in range(mask.ndim):
+        other = tuple(i for i in range(mask.ndim) if i != ax)
+        hit = np.flatnonzero(np.asarray(mask).any(axis=other))
+        if hit.size == 0:
+            return None
+        out.append(slice(max(int(hit[0]) - pad_vox, 0), min(int(hit[-1]) + 1 + pad_vox, mask.shape[ax])))
+    return tuple(out)  # type: ignore[return-value]
 
 
 def voxel_coords(mask: np.ndarray, offset_zyx: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
@@ -244,27 +258,33 @@ class LiverSurface:
     def __init__(self, liver: np.ndarray, spacing_zyx: tuple[float, float, float]):
         self.spacing = np.asarray(spacing_zyx, dtype=float)
         self.liver = np.asarray(liver, dtype=bool)
-        box = ndi.find_objects(self.liver.astype(np.uint8))
-        if not box or box[0] is None:
+        sl = mask_bbox(self.liver)
+        if sl is None:
             self._tree = None
             return
-        sl = box[0]
         off = np.array([s.start for s in sl])
         surf = voxel_coords(surface_voxels(self.liver[sl]), tuple(int(o) for o in off))
         self._tree = cKDTree(surf * self.spacing)
 
-    def depth_mm(self, points_zyx: np.ndarray) -> np.ndarray:
+    def depth_mm(self, points_zyx: np.ndarray, *, max_mm: float | None = None) -> np.ndarray:
         """Distance in mm from each point (fractional voxel index) to the liver surface.
 
         The distance to the centre of the nearest surface voxel plus half that voxel's
         extent in the same direction (the capsule lies on the outer face of the surface
         voxel). Points outside the liver get 0.0 (they lie on or beyond the capsule).
+        With ``max_mm``, points deeper than about ``max_mm`` get ``inf`` (a much faster
+        query when only "is it near the capsule" matters).
         """
         pts = np.atleast_2d(np.asarray(points_zyx, dtype=float))
         if self._tree is None:
             return np.zeros(len(pts))
         p_mm = pts * self.spacing
-        d, idx_near = self._tree.query(p_mm)
+        if max_mm is None:
+            d, idx_near = self._tree.query(p_mm)
+        else:
+            d, idx_near = self._tree.query(p_mm, distance_upper_bound=float(max_mm))
+            far = ~np.isfinite(d)
+            idx_near = np.where(far, 0, idx_near)
         vec = p_mm - self._tree.data[idx_near]
         with np.errstate(invalid="ignore", divide="ignore"):
             u = vec / d[:, None]
@@ -292,10 +312,9 @@ def depth_map_mm(liver: np.ndarray, spacing_zyx: tuple[float, float, float]) -> 
     """
     liver = np.asarray(liver, dtype=bool)
     out = np.zeros(liver.shape, dtype=np.float32)
-    box = ndi.find_objects(liver.astype(np.uint8))
-    if not box or box[0] is None:
+    sl = mask_bbox(liver, 1)
+    if sl is None:
         return out
-    sl = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box[0], liver.shape))
     sub = np.pad(liver[sl], 1, constant_values=False)
     dt = ndi.distance_transform_edt(sub, sampling=spacing_zyx)[1:-1, 1:-1, 1:-1]
     out[sl] = dt

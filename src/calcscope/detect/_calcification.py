@@ -204,13 +204,15 @@ def _as_mask(obj: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
 
 
 def _bbox(mask: np.ndarray, pad_vox: np.ndarray) -> tuple[slice, slice, slice] | None:
-    objs = ndi.find_objects(mask.astype(np.uint8, copy=False))
-    if not objs or objs[0] is None:
-        return None
-    return tuple(
-        slice(max(int(s.start) - int(p), 0), min(int(s.stop) + int(p), int(n)))
-        for s, p, n in zip(objs[0], pad_vox, mask.shape)
-    )  # type: ignore[return-value]
+    """Bounding box of ``mask`` padded by ``pad_vox`` voxels (from axis projections)."""
+    out = []
+    for ax in range(3):
+        other = tuple(i for i in range(3) if i != ax)
+        hit = np.flatnonzero(mask.any(axis=other))
+        if hit.size == 0:
+            return None
+        out.append(slice(max(int(hit[0]) - int(pad_vox[ax]), 0), min(int(hit[-1]) + 1 + int(pad_vox[ax]), mask.shape[ax])))
+    return tuple(out)  # type: ignore[return-value]
 
 
 def _sample(values: np.ndarray, max_n: int = 2_000_000) -> np.ndarray:
@@ -334,8 +336,9 @@ def _vessel_tree(
     if elongated:
         largest = max(counts[k] for k in elongated)
         big = [k for k in elongated if counts[k] >= VESSEL_TREE_MIN_SHARE * largest]
-        medians = np.atleast_1d(ndi.median(box_arr, lab, index=big)) if big else []
-        for k, med in zip(big, medians):
+        for k in big:
+            bb = boxes[k]
+            med = float(np.median(box_arr[bb][lab[bb] == k]))
             if med <= ceiling:
                 is_tree[k] = True
     if not is_tree.any():
@@ -353,8 +356,10 @@ def _vessel_tree(
             level = pool + (K_VESSEL + 1.0) * noise_hu
         keep = in_tree
         too_bright = in_tree & (box_arr > level)
-        if too_bright.any():
-            keep = in_tree & ~ndi.binary_dilation(too_bright, structure=cube, iterations=2)
+        crop = _bbox(too_bright, np.full(3, 2))
+        if crop is not None:
+            keep = in_tree.copy()
+            keep[crop] &= ~ndi.binary_dilation(too_bright[crop], structure=cube, iterations=2)
         vals = smooth[keep]
         vals = vals[vals <= ceiling]
         if vals.size == 0:
