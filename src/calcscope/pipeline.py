@@ -231,7 +231,7 @@ def analyze_volume(
     with timer.stage("lesions"):
         les = find_lesions(volume, seg.mask, phase=phase_est.phase, calcifications=calc.labels, vessels=calc.vessels)
         masks.lesions = les.labels
-        duct = find_ducts(volume, seg.mask, phase=phase_est.phase, lesions=les.labels)
+        duct = find_ducts(volume, seg.mask, phase=phase_est.phase, lesions=les, calcifications=calc.labels)
         masks.ducts = duct.mask
         provenance.append(
             {
@@ -244,7 +244,13 @@ def analyze_volume(
     with timer.stage("describe"):
         calcs = describe_calcifications(volume, calc.labels, liver=seg.mask, lobes=seg.lobes, margin=seg.margin)
         lesions = describe_lesions(
-            volume, les.labels, liver=seg.mask, lobes=seg.lobes, parenchyma_hu=les.parenchyma_hu, noise_hu=les.noise_hu
+            volume,
+            les.labels,
+            liver=seg.mask,
+            lobes=seg.lobes,
+            parenchyma_hu=les.parenchyma_hu,
+            noise_hu=les.noise_hu,
+            phase=phase_est.phase,
         )
         ducts = describe_ducts(volume, duct.mask, liver=seg.mask, lobes=seg.lobes)
         associate(
