@@ -49,7 +49,7 @@ class ClassicalParams:
     lung_min_p10_hu: float = -955.0
     wall_distance_mm: float = 12.0
     fat_threshold_hu: float = -40.0
-    muscle_wall_mm: float = 7.0
+    muscle_wall_mm: float = 4.0
     grow_mm: float = 60.0
     local_mean_sigma_mm: float = 6.0
     neck_radius_mm: float = 9.0
@@ -73,6 +73,11 @@ class ClassicalParams:
     refine_drop_below_hu: float = 40.0
     refine_add_within_hu: float = 15.0
     refine_mode: str = "partial_volume"
+    muscle_band_mm: tuple[float, float] = (3.0, 20.0)
+    muscle_posterior_fraction: float = 0.25
+    muscle_min_gap_hu: float = 6.0
+    muscle_cut_fraction: float = 0.3
+    muscle_max_sigma_ratio: float = 1.5
 
 
 @dataclass
@@ -265,6 +270,18 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
     grow_lo = mode - _half(p.grow_sigma_low)
 
     allowed = body & (img >= grow_lo) & (img <= hi) & ~lungs & below_lung & (muscle_dist > p.muscle_wall_mm)
+    gimg = ndi.gaussian_filter(img, [p.grow_smooth_mm / s for s in sp]) if p.grow_smooth_mm > 0 else img
+    muscle_hu, muscle_sigma = _muscle_mode(img, body, muscle_dist, p)
+    muscle_cut = None
+    if muscle_hu is not None and mode - muscle_hu >= p.muscle_min_gap_hu and muscle_sigma <= p.muscle_max_sigma_ratio * sigma:
+        # skeletal muscle measurably darker than this scan's liver: keep growth above the cut
+        muscle_cut = muscle_hu + p.muscle_cut_fraction * (mode - muscle_hu)
+        # mean of the soft tissue only (fat and air ignored), so the liver's fatty edges stay
+        soft = (img > p.fat_threshold_hu).astype(np.float32)
+        g = [p.grow_smooth_mm / s for s in sp]
+        soft_mean = ndi.gaussian_filter(img * soft, g) / np.maximum(ndi.gaussian_filter(soft, g), 1e-3)
+        allowed &= soft_mean > muscle_cut
+        notes.append(f"muscle mode {muscle_hu:.0f} HU: growth kept above {muscle_cut:.0f} HU")
     cand = allowed & (img >= lo) & (wall_dist > p.wall_distance_mm)
     core = erode_mm(cand, p.open_radius_mm, sp)
     lab, counts = largest_components(core, connectivity=6)
@@ -280,7 +297,6 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
     lab2, _ = largest_components(liver, connectivity=6)
     ids = np.unique(lab2[seed & liver])
     liver = np.isin(lab2, ids[ids > 0])
-    gimg = ndi.gaussian_filter(img, [p.grow_smooth_mm / s for s in sp]) if p.grow_smooth_mm > 0 else img
     resid = gimg[seed] - ndi.gaussian_filter(img, [p.local_mean_sigma_mm / s for s in sp])[seed]
     noise = float(np.std(resid)) if resid.size > 10 else sigma
     tol = float(np.clip(p.grow_tolerance_sigma * noise, p.grow_tolerance_min_hu, p.grow_tolerance_max_hu))
@@ -318,6 +334,25 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
     if debug:
         dbg = dict(img=img, body=body, lungs=lungs, roi=roi, cand=cand, seed=seed, liver=liver, spacing=sp, can=can)
     return ClassicalResult(mask, mode, sigma, (lo, hi), lungs_found, notes, dbg)
+
+
+def _muscle_mode(img: np.ndarray, body: np.ndarray, muscle_dist: np.ndarray, p: ClassicalParams) -> tuple[float | None, float]:
+    """Mode (HU) of the posterior body-wall and paraspinal muscle of this scan, or None.
+
+    Sampled in the posterior ``muscle_posterior_fraction`` of each slice's body, between
+    ``muscle_band_mm`` from the subcutaneous fat, soft-tissue values only (-30 to 150 HU).
+    """
+    post = np.zeros(img.shape, bool)
+    for z in range(img.shape[0]):
+        rows = np.nonzero(body[z].any(axis=1))[0]
+        if rows.size == 0:
+            continue
+        y0, y1 = int(rows[0]), int(rows[-1])
+        post[z, int(y1 - p.muscle_posterior_fraction * (y1 - y0)):] = True
+    sel = body & post & (muscle_dist > p.muscle_band_mm[0]) & (muscle_dist < p.muscle_band_mm[1]) & (img > -30) & (img < 150)
+    if sel.sum() < 200:
+        return None, float("inf")
+    return _histogram_mode(img[sel])
 
 
 def _adaptive_grow(
