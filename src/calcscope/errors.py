@@ -24,6 +24,7 @@ code  class                           meaning
 13    OutputError                     output folder exists / cannot be written
 14    PipelineError                   a stage failed on valid input
 15    DependencyError                 optional backend missing (e.g. TotalSegmentator)
+16    KnowledgeBaseError              knowledge-base files missing or invalid
 ====  ==============================  =========================================
 """
 
@@ -45,6 +46,7 @@ __all__ = [
     "OutputError",
     "PipelineError",
     "DependencyError",
+    "KnowledgeBaseError",
 ]
 
 
@@ -138,3 +140,9 @@ class PipelineError(CalcscopeError):
 
 class DependencyError(CalcscopeError):
     exit_code = 15
+
+
+class KnowledgeBaseError(CalcscopeError):
+    """The knowledge-base files are missing or invalid (a packaging or editing fault)."""
+
+    exit_code = 16

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import CalcscopeError
+from ..errors import KnowledgeBaseError
 
 __all__ = [
     "KNOWLEDGE_DIR",
@@ -52,12 +52,6 @@ CERTAIN_WORDING = (
 )
 _CERTAIN_RE = re.compile("|".join(CERTAIN_WORDING), re.IGNORECASE)
 _SEED_RE = re.compile(r"^seeds/\d{3}_[0-9a-f]{16}\.txt$")
-
-
-class KnowledgeBaseError(CalcscopeError):
-    """The knowledge base files are missing or invalid."""
-
-    exit_code = 1
 
 
 _Strict = ConfigDict(extra="forbid", frozen=True)
