@@ -5,6 +5,21 @@
 written as ``comparison.json`` by :func:`write_comparison`, together with a
 self-contained ``comparison.html`` showing, for every matched finding, the prior and
 the current key image side by side (same crop size and display window).
+
+Detection differences
+---------------------
+A finding found on one study only is checked on the other study's image: its voxels
+and a 2-5 mm shell of liver around it are mapped through the registration and the
+other CT is sampled there. When the other study shows at least half of the finding's
+own contrast (finding minus shell, HU) at that position, the finding is flagged
+``visible_on_other_study``: a "new" lesion that was already visible on the prior is
+then an *equivocal* new lesion (it does not make RECIST PD), and a target lesion not
+re-detected on the current study although still visible is *not measured* (RECIST NE
+unless PD is established otherwise). Without both CTs the check is skipped.
+
+RECIST new lesions: unmatched current findings of kind ``lesion`` at least
+``new_lesion_min_diameter_mm`` (5 mm) long and not visible on the prior image;
+smaller ones are listed as equivocal.
 """
 
 from __future__ import annotations

@@ -9,19 +9,21 @@ Procedure
 ---------
 1. Both studies are cropped to the bounding box of their liver mask widened by
    ``margin_mm`` (twice that for the current study, to leave room for motion),
-   smoothed (Gaussian, sigma = half the working spacing) and resampled to an
-   isotropic ``working_spacing_mm`` grid.
+   smoothed (Gaussian, per axis sigma = half of working minus native spacing) and
+   resampled to an isotropic ``working_spacing_mm`` grid.
 2. The images registered are the CTs windowed to [-150, 400] HU when both CTs
    are available (metric: Mattes mutual information, 50 bins); otherwise the
    signed distance maps of the two liver masks, clipped to +-40 mm (metric:
    mean squares). The metric is evaluated inside the prior liver mask dilated by
    ``margin_mm``.
 3. Rigid (Euler 3-D) initialised by the centres of mass (moments) of the liver
-   masks, then affine, each multi-resolution (shrink 4/2/1, smoothing 2/1/0
-   voxels of the working grid) with a regular-step gradient descent; optionally a
-   B-spline (control points every ``bspline_grid_mm``) optimised with L-BFGS-B.
+   masks (shrink 4/2/1, smoothing 2/1/0 voxels of the working grid), then affine
+   (shrink 2/1, smoothing 1/0), with a regular-step gradient descent; optionally
+   a B-spline (control points every ``bspline_grid_mm``) optimised with L-BFGS-B
+   at full working resolution.
 4. Metric sampling is random with a fixed ``seed`` on a fraction of the voxels
-   (at most ``sampling_percentage``, and about ``max_samples`` mask voxels per level), and the metric runs on one thread by default, so the same inputs give
+   (at most ``sampling_percentage``, and about ``max_samples`` mask voxels per
+   level), and the metric runs on one thread by default, so the same inputs give
    bit-identical transforms.
 
 Quality figures: the final metric value, the Dice coefficient of the prior
