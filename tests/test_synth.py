@@ -284,3 +284,108 @@ def test_insert_objects_into_real_ct(shared_data):
     # outside the inserted objects (and their blur margin) the scan is untouched
     far = ~ndimage.binary_dilation(labels > 0, iterations=3)
     assert np.array_equal(v2.array[far], v.array[far])
+
+
+# --------------------------------------------------------------------------------------
+# placement robustness: every preset, every seed, both reference grids
+# --------------------------------------------------------------------------------------
+
+SWEEP_GRIDS = {
+    "default": ((80, 160, 160), (2.5, 1.5, 1.5)),
+    "1mm": ((160, 160, 160), (1.0, 1.5, 1.5)),
+}
+
+
+def _expected_counts(preset: str, seed: int, shape, spacing) -> dict[str, int]:
+    from collections import Counter
+
+    from calcscope.synth._presets import fov_scale, preset_specs
+
+    return dict(Counter(s.type for s in preset_specs(preset, seed=seed, scale=fov_scale(shape, spacing))))
+
+
+def _check_generated(preset: str, seed: int, phase: str | None, shape, spacing) -> None:
+    """Generates without error, places every requested object, and each one is in the label map."""
+    from collections import Counter
+
+    ph = generate_phantom(preset, seed=seed, phase=phase, shape_zyx=shape, spacing_zyx=spacing)
+    t = ph.truth
+    where = f"{preset} seed {seed} {phase} {shape}"
+    assert t.unplaced == [], (where, t.unplaced)
+    assert dict(Counter(o.type for o in t.objects)) == _expected_counts(preset, seed, shape, spacing), where
+    labels, counts = np.unique(ph.objects, return_counts=True)
+    in_map = dict(zip(labels.tolist(), counts.tolist()))
+    for o in t.objects:
+        assert o.voxel_count >= 1, (where, o.id)
+        # a calcification keeps all its voxels; a lesion or duct loses at most the calcifications drawn over it
+        min_frac = 1.0 if o.type == "calcification" else 0.5
+        assert in_map.get(o.label, 0) >= min_frac * o.voxel_count, (where, o.id, in_map.get(o.label, 0), o.voxel_count)
+    assert t.has_duct_dilatation is (preset == "duct_stones"), where
+
+
+def _check_placement(preset: str, seed: int, shape, spacing) -> None:
+    """Placement only (no rasterisation): every requested object placed in view, none dropped."""
+    from calcscope.synth._anatomy import build_anatomy
+    from calcscope.synth._geometry import Grid
+    from calcscope.synth._objects import build_objects
+    from calcscope.synth._phantom import choose_origin
+    from calcscope.synth._presets import fov_scale, preset_specs
+
+    an = build_anatomy(seed)
+    grid = Grid(shape, spacing, choose_origin(an, shape, spacing), None)
+    specs = preset_specs(preset, seed=seed, scale=fov_scale(shape, spacing))
+    built = build_objects(specs, an=an, grid=grid, phase="portal_venous", seed=seed, strict=True)
+    assert len(built) == len(specs)
+    for b in built:
+        idx = grid.anatomy_to_index(b.centre)
+        assert np.all(idx >= 0) and np.all(idx <= np.asarray(shape) - 1), (preset, seed, b.spec.id)
+
+
+@pytest.mark.parametrize(("seed", "grid"), [(0, "default"), (1, "1mm"), (2, "default"), (3, "1mm")])
+def test_every_preset_places_all_objects_fast(seed, grid):
+    shape, spacing = SWEEP_GRIDS[grid]
+    for preset in PRESETS:
+        _check_placement(preset, seed, shape, spacing)
+
+
+def test_duct_stones_seed1_regression():
+    """Reported: duct_stones seed 1 failed to place a stone; every stone must be placed and painted."""
+    _check_generated("duct_stones", 1, None, *SWEEP_GRIDS["default"])
+
+
+def test_unplaceable_objects_are_left_out_and_reported():
+    specs = [
+        ObjectSpec(id="huge", type="lesion", subtype="metastasis", size_mm=150.0, lobe="left"),
+        ObjectSpec(id="huge-calc", type="calcification", subtype="coarse", size_mm=8.0, parent="huge", relation="centre"),
+        ObjectSpec(id="dot", type="calcification", subtype="punctate", size_mm=3.0, lobe="right"),
+    ]
+    from calcscope.synth import PlacementError
+
+    with pytest.raises(PlacementError, match="left lobe"):
+        generate_phantom("normal", seed=3, objects=specs, noise_hu=0, **TINY)
+    ph = generate_phantom("normal", seed=3, objects=specs, noise_hu=0, strict=False, **TINY)
+    t = ph.truth
+    assert [o.id for o in t.objects] == ["dot"] and t.objects[0].label == 1
+    assert [(u.id, u.parent) for u in t.unplaced] == [("huge", None), ("huge-calc", "huge")]
+    assert "left lobe" in t.unplaced[0].reason and "parent" in t.unplaced[1].reason
+    assert set(np.unique(ph.objects).tolist()) == {0, 1}
+    assert t.calcification_distribution == "single"
+    # a field of view too small for a preset: fewer objects, never an error, truth matches the map
+    grid = dict(shape_zyx=(12, 24, 24), spacing_zyx=(4.0, 3.0, 3.0))
+    small = generate_phantom("duct_stones", seed=0, phase=None, noise_hu=0, **grid)
+    st = small.truth
+    assert len(st.objects) + len(st.unplaced) == sum(_expected_counts("duct_stones", 0, *grid.values()).values())
+    assert len(st.unplaced) >= 1 and all("no room in view" in u.reason and u.parent == "duct-1" for u in st.unplaced)
+    assert st.has_duct_dilatation and {o.id for o in st.calcifications}.isdisjoint(u.id for u in st.unplaced)
+    assert sorted(np.unique(small.objects).tolist()) == list(range(len(st.objects) + 1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grid", sorted(SWEEP_GRIDS))
+@pytest.mark.parametrize("phase", ["non_contrast", "arterial", "portal_venous", "delayed"])
+@pytest.mark.parametrize("preset", PRESETS)
+def test_sweep_every_preset_seed_phase_grid(preset, phase, grid):
+    """Every preset x seeds 0..24 x four phases x both grids: generates, all objects placed and painted."""
+    shape, spacing = SWEEP_GRIDS[grid]
+    for seed in range(25):
+        _check_generated(preset, seed, phase, shape, spacing)

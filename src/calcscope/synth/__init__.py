@@ -2,7 +2,7 @@
 
 Public API
 ----------
-generate_phantom(preset, *, seed, shape_zyx, spacing_zyx, phase, noise_hu, streaks, objects, motion) -> Phantom
+generate_phantom(preset, *, seed, shape_zyx, spacing_zyx, phase, noise_hu, streaks, objects, motion, ...) -> Phantom
 write_phantom(phantom, out) -> dict of written paths
 insert_objects(volume, liver_mask, specs, *, seed) -> (Volume, labels, list[TruthObject])
 PRESETS, ORGAN_LABELS, VESSEL_LABELS, ObjectSpec, Motion, Phantom, Truth, TruthObject
@@ -14,7 +14,8 @@ from ._hu import HU_BY_PHASE, PHASES
 from ._insert import estimate_noise_hu, insert_objects, insertion_truth
 from ._phantom import Phantom, generate_phantom, write_phantom
 from ._presets import PRESET_PHASE, PRESETS
-from ._truth import CALCIFICATION_SUBTYPES, LESION_SUBTYPES, Landmark, ObjectSpec, Truth, TruthObject
+from ._objects import PlacementError
+from ._truth import CALCIFICATION_SUBTYPES, LESION_SUBTYPES, Landmark, ObjectSpec, Truth, TruthObject, UnplacedObject
 
 __all__ = [
     "generate_phantom",
@@ -25,6 +26,8 @@ __all__ = [
     "Phantom",
     "Truth",
     "TruthObject",
+    "UnplacedObject",
+    "PlacementError",
     "ObjectSpec",
     "Landmark",
     "Motion",

@@ -16,9 +16,16 @@ import numpy as np
 from ._anatomy import Anatomy, Segment, capsule_sdf, ellipsoid_sdf, grow_tree, segments_sdf
 from ._geometry import F, SDF, Grid, rasterise, rotation_matrix, smooth_max, smooth_min
 from ._hu import lesion_hu
-from ._truth import ObjectSpec
+from ._truth import ObjectSpec, UnplacedObject
 
-__all__ = ["Built", "Piece", "build_objects", "default_hu", "SHAPE_WORD", "EXPECTED_KIND"]
+__all__ = ["Built", "Piece", "PlacementError", "build_objects", "default_hu", "SHAPE_WORD", "EXPECTED_KIND", "LESION_SHRINK"]
+
+#: size factors tried in turn for a free lesion that does not fit at its requested size
+LESION_SHRINK: tuple[float, ...] = (1.0, 0.85, 0.7)
+
+
+class PlacementError(ValueError):
+    """A finding could not be placed under its constraints (lobe, depth, field of view, clearances)."""
 
 #: expected model.Shape word of each calcification subtype
 SHAPE_WORD: dict[str, str] = {
@@ -366,7 +373,7 @@ def _build_duct(spec: ObjectSpec, c: np.ndarray, rng: np.random.Generator, an: A
             break
     segs = best
     if len(segs) < 2:
-        raise ValueError(f"could not grow the dilated duct {spec.id!r} inside the liver")
+        raise PlacementError(f"could not grow the dilated duct {spec.id!r} inside the liver")
     pieces = []
     for sg in segs:
         lo, hi = sg.bounds(1.0)
@@ -389,6 +396,7 @@ class _Placer:
     big_vessels: list[Segment]
     placed: list[tuple[np.ndarray, float]] = field(default_factory=list)
     clearance_fn: Callable[[np.ndarray], np.ndarray] | None = None
+    siblings: dict[str, list[tuple[np.ndarray, float]]] = field(default_factory=dict)  # parent id -> placed children
 
     def in_fov(self, pts: np.ndarray, r: float) -> np.ndarray:
         idx = self.grid.anatomy_to_index(pts)
@@ -413,8 +421,30 @@ class _Placer:
         return ok
 
     def sample_inside(self, r: float, *, lobe: str | None, depth: str | None, gap: float = 3.0) -> np.ndarray:
+        """A random centre fully inside the liver (3 mm margin), in ``lobe`` and ``depth``, in view.
+
+        Constraints are relaxed in a fixed order until a point is found: the clearance from
+        vessels of 5 mm calibre or more and the IVC goes 2.5 -> 1 -> -1 mm -> none; then the
+        gap to other findings goes from ``gap`` to 1 mm; then the depth class is dropped.
+        The lobe and the field of view are never relaxed; :class:`PlacementError` when
+        nothing fits.
+        """
+        stages: list[tuple[str | None, float, tuple[float | None, ...]]] = [(depth, gap, (2.5, 1.0, -1.0, None))]
+        if gap > 1.0:
+            stages.append((depth, 1.0, (None,)))
+        if depth is not None:
+            stages.append((None, min(gap, 1.0), (None,)))
+        for d, g, clearances in stages:
+            p = self._search_inside(r, lobe=lobe, depth=d, gap=g, clearances=clearances)
+            if p is not None:
+                self.placed.append((p, r))
+                return p
+        where = f" in the {lobe} lobe" if lobe else ""
+        raise PlacementError(f"could not place an object of radius {r:.1f} mm{where} in the liver within the field of view")
+
+    def _search_inside(self, r: float, *, lobe: str | None, depth: str | None, gap: float, clearances: tuple[float | None, ...]) -> np.ndarray | None:
         lo, hi = self.an.liver_bounds()
-        for clearance in (2.5, 1.0, -1.0, None):
+        for clearance in clearances:
             for _ in range(40 if clearance is not None else 80):
                 pts = self.rng.uniform(lo, hi, size=(400, 3))
                 s = self.an.liver_sdf_points(pts)
@@ -437,15 +467,26 @@ class _Placer:
                     ok &= self._vessel_clear(pts, r, clearance)
                 ok &= self._others_clear(pts, r, gap)
                 if ok.any():
-                    p = pts[int(np.argmax(ok))]
-                    self.placed.append((p, r))
-                    return p
-        raise ValueError(f"could not place an object of radius {r:.1f} mm in the liver within the field of view")
+                    return pts[int(np.argmax(ok))]
+        return None
 
     def sample_surface(self, r: float, depth_mm: float, *, lobe: str | None) -> np.ndarray:
-        """A point ``depth_mm`` under the liver surface, inside the field of view."""
+        """A point ``depth_mm`` under the liver surface, in ``lobe``, inside the field of view.
+
+        200 random surface points keeping 2 mm from other findings, then 600 more that only
+        must not overlap them; :class:`PlacementError` when none fits.
+        """
+        for tries, gap in ((200, 2.0), (600, 0.0)):
+            p = self._search_surface(r, depth_mm, lobe=lobe, tries=tries, gap=gap)
+            if p is not None:
+                self.placed.append((p, r))
+                return p
+        where = f" of the {lobe} lobe" if lobe else ""
+        raise PlacementError(f"could not place a capsular object of radius {r:.1f} mm on the liver surface{where} within the field of view")
+
+    def _search_surface(self, r: float, depth_mm: float, *, lobe: str | None, tries: int, gap: float) -> np.ndarray | None:
         lo, hi = self.an.liver_bounds()
-        for _ in range(200):
+        for _ in range(tries):
             p = self.rng.uniform(lo, hi)
             if self.an.liver_sdf_point(p) > 0:
                 continue
@@ -462,11 +503,10 @@ class _Placer:
                     continue
             if not self.in_fov(p[None], r)[0]:
                 continue
-            if not self._others_clear(p[None], r, 2.0)[0]:
+            if not self._others_clear(p[None], r, gap)[0]:
                 continue
-            self.placed.append((p, r))
             return p
-        raise ValueError("could not place a capsular object on the liver surface within the field of view")
+        return None
 
 
 def _object_rng(spec: ObjectSpec) -> np.random.Generator:
@@ -481,12 +521,23 @@ def build_objects(
     phase: str,
     seed: int,
     clearance: Callable[[np.ndarray], np.ndarray] | None = None,
+    strict: bool = True,
+    unplaced: list[UnplacedObject] | None = None,
 ) -> list[Built]:
     """Resolve ids, HU, positions and shape seeds, and build every finding's geometry.
 
     Lesions and ducts are placed first, then calcifications (children relative to their
     parent). ``clearance`` (points (N, 3) -> mm to the nearest structure to avoid) adds a
-    placement constraint. Returns the built objects in the order of ``specs``.
+    placement constraint.
+
+    Placement rules when a finding does not fit: the placer first relaxes its own
+    constraints (see :meth:`_Placer.sample_inside`, :meth:`_Placer.sample_surface`,
+    :func:`_along_duct`); a free lesion is then retried at 85 % and 70 % of its size
+    (:data:`LESION_SHRINK`; the truth records the size used). If it still does not fit,
+    ``strict`` raises :class:`PlacementError`; otherwise the finding is left out, its
+    children with it, and each one left out is appended to ``unplaced`` with the reason.
+
+    Returns the built objects in the order of ``specs`` (left-out ones omitted).
     """
     rng = np.random.default_rng([int(seed), 3])
     big = [sg for sg in an.segments if max(sg.ra, sg.rb) >= 2.5]
@@ -514,24 +565,56 @@ def build_objects(
         if sp.centre_mm is not None and sp.type != "calcification":
             placer.placed.append((np.asarray(sp.centre_mm, float), sp.size_mm / 2))
     built: dict[int, Built] = {}
+    dropped: dict[int, str] = {}
     order = [k for k, sp in enumerate(resolved) if sp.type != "calcification"] + [k for k, sp in enumerate(resolved) if sp.type == "calcification"]
+    # a child listed before its parent (e.g. a lesion inside a lesion) waits for it
+    order = sorted(order, key=lambda k: (resolved[k].type == "calcification", resolved[k].parent is not None and resolved[k].type != "calcification"))
     for k in order:
         sp = resolved[k]
-        orng = _object_rng(sp)
-        hu = default_hu(sp, phase)
-        sp = sp.model_copy(update={"hu": hu})
+        if sp.parent is not None and by_id[sp.parent] in dropped:
+            dropped[k] = f"its parent {sp.parent!r} could not be placed"
+            continue
         parent = built.get(by_id[sp.parent]) if sp.parent is not None else None
-        c, sp = _resolve_centre(sp, parent, placer, orng)
-        sp = sp.model_copy(update={"centre_mm": tuple(float(v) for v in c)})
-        if sp.type == "lesion":
-            b = _build_lesion(sp, c, orng, phase)
-        elif sp.type == "duct":
-            b = _build_duct(sp, c, orng, an)
-        else:
-            b = _build_calcification(sp, c, orng, an, parent)
+        n_placed = len(placer.placed)
+        try:
+            b = _place_and_build(sp, parent, placer, an=an, phase=phase)
+        except PlacementError as exc:
+            if strict:
+                raise
+            del placer.placed[n_placed:]
+            dropped[k] = str(exc)
+            continue
+        if b.spec.parent is not None:
+            placer.siblings.setdefault(b.spec.parent, []).append((b.centre, b.radius_mm))
         resolved[k] = b.spec
         built[k] = b
-    return [built[k] for k in range(len(resolved))]
+    if unplaced is not None:
+        for k in sorted(dropped):
+            sp = resolved[k]
+            unplaced.append(UnplacedObject(id=str(sp.id), type=sp.type, subtype=sp.subtype, size_mm=float(sp.size_mm), parent=sp.parent, reason=dropped[k]))
+    return [built[k] for k in range(len(resolved)) if k in built]
+
+
+def _place_and_build(sp: ObjectSpec, parent: Built | None, placer: _Placer, *, an: Anatomy, phase: str) -> Built:
+    """Place one finding (shrinking a free lesion that does not fit) and build its geometry."""
+    orng = _object_rng(sp)
+    sp = sp.model_copy(update={"hu": default_hu(sp, phase)})
+    free_lesion = sp.type == "lesion" and sp.parent is None and sp.centre_mm is None
+    factors = LESION_SHRINK if free_lesion else (1.0,)
+    for i, f in enumerate(factors):
+        try_sp = sp if f == 1.0 else sp.model_copy(update={"size_mm": round(float(sp.size_mm) * f, 1)})
+        try:
+            c, try_sp = _resolve_centre(try_sp, parent, placer, orng)
+            break
+        except PlacementError:
+            if i == len(factors) - 1:
+                raise
+    sp = try_sp.model_copy(update={"centre_mm": tuple(float(v) for v in c)})
+    if sp.type == "lesion":
+        return _build_lesion(sp, c, orng, phase)
+    if sp.type == "duct":
+        return _build_duct(sp, c, orng, an)
+    return _build_calcification(sp, c, orng, an, parent)
 
 
 def _resolve_centre(sp: ObjectSpec, parent: Built | None, placer: _Placer, orng: np.random.Generator) -> tuple[np.ndarray, ObjectSpec]:
@@ -555,8 +638,14 @@ def _resolve_centre(sp: ObjectSpec, parent: Built | None, placer: _Placer, orng:
         if rel == "whole":
             return parent.centre.copy(), sp
         if rel == "periphery":
+            # clear of the parent's other children (0.5 mm gap); 60 directions, else not placed
             dist = max(0.0, min(R * 0.72, R - r - 1.5))
-            return parent.centre + _random_unit(orng) * dist, sp
+            sibs = placer.siblings.get(str(parent.spec.id), [])
+            for _ in range(60):
+                p = parent.centre + _random_unit(orng) * dist
+                if all(np.linalg.norm(p - q) > r + qr + 0.5 for q, qr in sibs):
+                    return p, sp
+            raise PlacementError(f"no room for {sp.id!r} in the periphery of {parent.spec.id!r} clear of its other calcifications")
         if rel == "wall":
             return parent.centre + _random_unit(orng) * max(0.0, R - r), sp
     if sp.subtype == "capsular":
@@ -579,22 +668,29 @@ def _resolve_centre(sp: ObjectSpec, parent: Built | None, placer: _Placer, orng:
 
 
 def _along_duct(duct: Built, sp: ObjectSpec, placer: _Placer, orng: np.random.Generator) -> np.ndarray:
-    """A point on the centreline of one of the wider duct segments, away from other stones."""
-    segs = sorted([g for g in duct.segments if g.generation >= 1], key=lambda g: -g.ra)[:6]
-    if not segs:
-        raise ValueError(f"duct {duct.spec.id!r} has no dilated segment to hold stone {sp.id!r}")
+    """A point on the centreline of a dilated duct segment, in view and away from other stones.
+
+    First 300 tries on the six widest segments keeping 1.5 mm between stones (and from
+    other findings), then 300 tries on every dilated segment keeping 0.5 mm;
+    :class:`PlacementError` when neither finds room.
+    """
+    dilated = [g for g in duct.segments if g.generation >= 1]
+    if not dilated:
+        raise PlacementError(f"duct {duct.spec.id!r} has no dilated segment to hold stone {sp.id!r}")
+    widest = sorted(dilated, key=lambda g: -g.ra)[:6]
     r = sp.size_mm / 2
-    for _ in range(300):
-        g = segs[int(orng.integers(0, len(segs)))]
-        t = orng.uniform(0.15, 0.85)
-        p = np.asarray(g.a) + t * (np.asarray(g.b) - np.asarray(g.a))
-        if not placer.in_fov(p[None], r)[0]:
-            continue
-        others = [(q, qr) for q, qr in placer.placed if np.linalg.norm(q - duct.centre) > 1e-6]
-        if all(np.linalg.norm(p - q) > r + qr + 1.5 for q, qr in others):
-            placer.placed.append((p, r))
-            return p
-    raise ValueError(f"could not place stone {sp.id!r} along duct {duct.spec.id!r}")
+    others = [(q, qr) for q, qr in placer.placed if np.linalg.norm(q - duct.centre) > 1e-6]
+    for segs, gap in ((widest, 1.5), (dilated, 0.5)):
+        for _ in range(300):
+            g = segs[int(orng.integers(0, len(segs)))]
+            t = orng.uniform(0.15, 0.85)
+            p = np.asarray(g.a) + t * (np.asarray(g.b) - np.asarray(g.a))
+            if not placer.in_fov(p[None], r)[0]:
+                continue
+            if all(np.linalg.norm(p - q) > r + qr + gap for q, qr in others):
+                placer.placed.append((p, r))
+                return p
+    raise PlacementError(f"could not place stone {sp.id!r} along duct {duct.spec.id!r}: no room in view")
 
 
 def rasterise_object(grid: Grid, b: Built) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:

@@ -14,8 +14,8 @@ from ._geometry import F, Grid, Motion
 from ._hu import HU_BY_PHASE, PHASES
 from ._noise import add_streaks, correlated_noise
 from ._objects import EXPECTED_KIND, SHAPE_WORD, Built, build_objects, rasterise_object, rasterise_part
-from ._presets import PRESET_PHASE, PRESETS, derive_distribution, preset_specs
-from ._truth import Landmark, ObjectSpec, Truth, TruthObject
+from ._presets import PRESET_PHASE, PRESETS, derive_distribution, fov_scale, preset_specs
+from ._truth import Landmark, ObjectSpec, Truth, TruthObject, UnplacedObject
 
 __all__ = ["Phantom", "generate_phantom", "write_phantom", "MAX_SHAPE_ZYX"]
 
@@ -91,6 +91,7 @@ def generate_phantom(
     motion: Motion | None = None,
     anatomy_seed: int | None = None,
     noise_seed: int | None = None,
+    strict: bool | None = None,
 ) -> Phantom:
     """Generate a synthetic abdominal CT with known findings.
 
@@ -115,6 +116,12 @@ def generate_phantom(
         Rotation, translation and smooth deformation of the patient (follow-up pairs).
     anatomy_seed, noise_seed: int, optional
         Seed the anatomy or the noise apart from ``seed`` (default: ``seed``).
+    strict: bool, optional
+        What to do with a finding that cannot be placed after the placement rules have
+        relaxed its constraints (see ``docs/phantoms.md``): True raises ``ValueError``;
+        False leaves it (and its children) out and lists it in ``Truth.unplaced``.
+        Default: strict for ``objects`` given by the caller, lenient for presets, so
+        every preset generates for every seed.
 
     Returns
     -------
@@ -138,9 +145,7 @@ def generate_phantom(
     origin = choose_origin(an, shape, spacing)  # type: ignore[arg-type]
     grid = Grid(shape, spacing, origin, motion)  # type: ignore[arg-type]
 
-    fov_mm = min(shape[1] * spacing[1], shape[2] * spacing[2])
-    scale = 1.0 if fov_mm >= 300 else 0.75
-    specs = list(objects) if objects is not None else preset_specs(preset, seed=seed, scale=scale)
+    specs = list(objects) if objects is not None else preset_specs(preset, seed=seed, scale=fov_scale(shape, spacing))  # type: ignore[arg-type]
 
     canvas = Canvas(
         grid=grid,
@@ -149,7 +154,9 @@ def generate_phantom(
         vessels=np.zeros(shape, dtype=np.uint8),
     )
     paint_anatomy(canvas, an, phase)
-    built = build_objects(specs, an=an, grid=grid, phase=phase, seed=seed)
+    unplaced: list[UnplacedObject] = []
+    strict = objects is not None if strict is None else bool(strict)
+    built = build_objects(specs, an=an, grid=grid, phase=phase, seed=seed, strict=strict, unplaced=unplaced)
     objects_map = np.zeros(shape, dtype=np.int32)
     own = _paint_objects(canvas, built, objects_map)
 
@@ -187,6 +194,7 @@ def generate_phantom(
             "centre_mm": list(motion.centre_mm), "seed": motion.seed,
         },
         objects=truth_objects,
+        unplaced=unplaced,
         calcification_distribution=derive_distribution(calcs),  # type: ignore[arg-type]
         has_duct_dilatation=any(o.type == "duct" for o in truth_objects),
         landmarks=_landmarks(grid, an),

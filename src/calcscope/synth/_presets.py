@@ -23,7 +23,7 @@ import numpy as np
 
 from ._truth import ObjectSpec
 
-__all__ = ["PRESETS", "PRESET_PHASE", "preset_specs", "derive_distribution"]
+__all__ = ["PRESETS", "PRESET_PHASE", "preset_specs", "fov_scale", "derive_distribution"]
 
 PRESETS: tuple[str, ...] = (
     "normal",
@@ -42,6 +42,12 @@ PRESETS: tuple[str, ...] = (
 #: default contrast phase of each preset
 PRESET_PHASE: dict[str, str] = {p: "portal_venous" for p in PRESETS}
 PRESET_PHASE.update({"isolated_calcification": "non_contrast", "tuberculosis": "non_contrast", "schistosomiasis": "non_contrast"})
+
+
+def fov_scale(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float, float]) -> float:
+    """Preset size/count scale for a grid: 1 for an in-plane field of view of 300 mm or more, else 0.75."""
+    fov_mm = min(shape_zyx[1] * spacing_zyx[1], shape_zyx[2] * spacing_zyx[2])
+    return 1.0 if fov_mm >= 300 else 0.75
 
 
 def _r(rng: np.random.Generator, lo: float, hi: float, nd: int = 1) -> float:

@@ -17,6 +17,7 @@ __all__ = [
     "ObjectSpec",
     "TruthObject",
     "Landmark",
+    "UnplacedObject",
     "Truth",
 ]
 
@@ -128,6 +129,18 @@ class TruthObject(BaseModel):
     spec: ObjectSpec
 
 
+class UnplacedObject(BaseModel):
+    """A requested finding that could not be placed, so it is absent from the volume and the label map."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    type: ObjectType
+    subtype: str
+    size_mm: float
+    parent: str | None = None
+    reason: str
+
+
 class Landmark(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mm: tuple[float, float, float]
@@ -156,6 +169,9 @@ class Truth(BaseModel):
     streaks: bool = False
     motion: dict | None = None
     objects: list[TruthObject] = Field(default_factory=list)
+    unplaced: list[UnplacedObject] = Field(
+        default_factory=list, description="requested findings that could not be placed (not in the volume, not in objects)"
+    )
     calcification_distribution: Literal["single", "scattered", "diffuse_even", "clustered", "capsular_septal_network"] | None = None
     has_duct_dilatation: bool = False
     landmarks: dict[str, Landmark] = Field(default_factory=dict)
