@@ -234,6 +234,15 @@ def test_synth_cli_dicom_roundtrip_and_determinism(tmp_path):
     assert ds.Modality == "CT" and float(ds.RescaleIntercept) == -1024.0 and float(ds.RescaleSlope) == 1.0
     assert ds.FrameOfReferenceUID and ds.StudyInstanceUID and ds.SeriesInstanceUID
     assert [float(v) for v in ds.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+    # one writer (calcscope.io.save_dicom_series) with the phantom's key-derived UIDs and header
+    from calcscope.synth._dicom import deterministic_uid
+
+    key = "isolated_calcification-seed4-non_contrast-40x96x96-3x2.8x2.8"
+    assert [f.name for f in files_a[:2]] == ["IM0001.dcm", "IM0002.dcm"]
+    assert ds.SeriesInstanceUID == deterministic_uid(key, "series") and ds.StudyInstanceUID == deterministic_uid(key, "study")
+    assert ds.SOPInstanceUID == deterministic_uid(key, "instance", 0) == ds.file_meta.MediaStorageSOPInstanceUID
+    assert ds.PatientID == f"SYN-{key}" and ds.StudyDate == "20000101" and int(ds.KVP) == 120 and ds.ContrastBolusAgent == ""
+    assert ds.SeriesDescription == "calcscope phantom isolated_calcification seed 4 (non_contrast)" and ds.Manufacturer == "calcscope"
     v = load_ct(tmp_path / "a" / "dicom")
     ref = generate_phantom("isolated_calcification", seed=4, phase=None, shape_zyx=(40, 96, 96), spacing_zyx=(3.0, 2.8, 2.8))
     assert np.array_equal(v.array, ref.volume.array)
@@ -389,3 +398,24 @@ def test_sweep_every_preset_seed_phase_grid(preset, phase, grid):
     shape, spacing = SWEEP_GRIDS[grid]
     for seed in range(25):
         _check_generated(preset, seed, phase, shape, spacing)
+
+
+def test_save_dicom_series_instance_uids_and_extra_attributes(tmp_path):
+    import pydicom
+
+    from calcscope.io import save_dicom_series
+
+    vol = generate_phantom("normal", seed=0, noise_hu=0, shape_zyx=(8, 32, 32), spacing_zyx=(5.0, 6.0, 6.0)).volume
+    uids = [f"1.2.826.0.1.3680043.99.7.{k + 1}" for k in range(8)]
+    files = save_dicom_series(vol, tmp_path / "s", instance_uids=uids, series_uid="1.2.826.0.1.3680043.99.7", study_uid="1.2.826.0.1.3680043.99.8",
+                              frame_of_reference_uid="1.2.826.0.1.3680043.99.9", extra_attributes={"KVP": 100, "PatientID": "X"}, first_file_number=1, file_prefix="IM")
+    assert [f.name for f in files][:2] == ["IM0001.dcm", "IM0002.dcm"]
+    again = save_dicom_series(vol, tmp_path / "t", instance_uids=uids, series_uid="1.2.826.0.1.3680043.99.7", study_uid="1.2.826.0.1.3680043.99.8",
+                              frame_of_reference_uid="1.2.826.0.1.3680043.99.9", extra_attributes={"KVP": 100, "PatientID": "X"}, first_file_number=1, file_prefix="IM")
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(files, again))
+    ds = pydicom.dcmread(files[3])
+    assert ds.SOPInstanceUID == uids[3] and int(ds.KVP) == 100 and ds.PatientID == "X"
+    with pytest.raises(ValueError, match="instance_uids"):
+        save_dicom_series(vol, tmp_path / "u", instance_uids=uids[:3])
+    with pytest.raises(ValueError, match="NotAKeyword"):
+        save_dicom_series(vol, tmp_path / "v", extra_attributes={"NotAKeyword": 1})

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +30,9 @@ def save_dicom_series(
     series_number: int = 1,
     pixel_padding_value: int | None = None,
     file_prefix: str = "slice",
+    instance_uids: Sequence[str] | None = None,
+    extra_attributes: Mapping[str, Any] | None = None,
+    first_file_number: int = 0,
 ) -> list[Path]:
     """Write ``volume`` as one DICOM file per z slice (CT Image Storage, explicit VR little endian).
 
@@ -51,7 +56,16 @@ def save_dicom_series(
     pixel_padding_value: int, optional
         PixelPaddingValue (stored units) to declare.
     file_prefix: str
-        File names are ``{file_prefix}{index:04d}.dcm``.
+        File names are ``{file_prefix}{first_file_number + index:04d}.dcm``.
+    instance_uids: sequence of str, optional
+        SOPInstanceUID of each slice (one per z slice, in z order); new ones are generated
+        when omitted. With all UIDs given, the same volume and arguments write identical bytes
+        (no date or time of writing is stored).
+    extra_attributes: mapping, optional
+        DICOM keyword -> value set on every slice after the defaults (may override them,
+        e.g. ``PatientName``); unknown keywords raise ``ValueError``.
+    first_file_number: int
+        Number of the first file name (0 by default).
 
     Returns
     -------
@@ -77,6 +91,14 @@ def save_dicom_series(
             path=str(out),
         )
     stored = stored.astype(dtype)
+    if instance_uids is not None and len(instance_uids) != volume.shape[0]:
+        raise ValueError(f"instance_uids has {len(instance_uids)} UIDs for {volume.shape[0]} slices")
+    if extra_attributes:
+        from pydicom.datadict import tag_for_keyword
+
+        unknown = [k for k in extra_attributes if tag_for_keyword(k) is None]
+        if unknown:
+            raise ValueError(f"unknown DICOM keyword(s) in extra_attributes: {', '.join(unknown)}")
     series_uid = series_uid or generate_uid()
     study_uid = study_uid or generate_uid()
     frame_uid = frame_of_reference_uid or generate_uid()
@@ -86,13 +108,13 @@ def save_dicom_series(
     today = _dt.date(2000, 1, 1).strftime("%Y%m%d")
     files: list[Path] = []
     for k in range(volume.shape[0]):
-        sop_uid = generate_uid()
+        sop_uid = str(instance_uids[k]) if instance_uids is not None else generate_uid()
         fm = FileMetaDataset()
         fm.MediaStorageSOPClassUID = CTImageStorage
         fm.MediaStorageSOPInstanceUID = sop_uid
         fm.TransferSyntaxUID = ExplicitVRLittleEndian
         fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        path = out / f"{file_prefix}{k:04d}.dcm"
+        path = out / f"{file_prefix}{first_file_number + k:04d}.dcm"
         ds = FileDataset(str(path), {}, file_meta=fm, preamble=b"\0" * 128)
         ds.SOPClassUID = CTImageStorage
         ds.SOPInstanceUID = sop_uid
@@ -125,6 +147,8 @@ def save_dicom_series(
         ds.RescaleType = "HU"
         if pixel_padding_value is not None:
             ds.add_new(0x00280120, "SS" if signed else "US", int(pixel_padding_value))
+        for keyword, value in (extra_attributes or {}).items():
+            setattr(ds, keyword, value)
         ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
         try:
             ds.save_as(path, enforce_file_format=True)
