@@ -78,6 +78,8 @@ class ClassicalParams:
     muscle_min_gap_hu: float = 6.0
     muscle_cut_fraction: float = 0.3
     muscle_max_sigma_ratio: float = 1.5
+    bite_radius_mm: float = 15.0
+    bite_min_above_fat_hu: float = 30.0
 
 
 @dataclass
@@ -312,6 +314,12 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
             liver = (dilate_mm(body_part, p.neck_radius_mm + 0.5 * min(sp), sp) & liver) | (seed & liver)
 
     liver = close_mm(liver, p.close_radius_mm, sp) & body & ~lungs
+    if p.bite_radius_mm > p.close_radius_mm:
+        # larger surface bites (lesions flush with the capsule) closed only over soft tissue
+        # darker than the liver window's top, never over fat, air or bright vessels/organs
+        bite = close_mm(liver, p.bite_radius_mm, sp) & ~liver & body & ~lungs
+        bite &= (gimg > p.fat_threshold_hu + p.bite_min_above_fat_hu) & (gimg < hi)
+        liver |= bite
     liver = ndi.binary_fill_holes(liver)
     liver = fill_holes_2d(liver, max_area_mm2=p.hole_max_area_mm2, spacing_yx=sp[1:])
     soft = ndi.gaussian_filter(liver.astype(np.float32), sigma=[p.smooth_sigma_mm / s for s in sp], mode="nearest")

@@ -26,19 +26,33 @@ def _disc(radius_vox: tuple[float, float]) -> np.ndarray:
     return (yy / radius_vox[0]) ** 2 + (xx / radius_vox[1]) ** 2 <= 1.0
 
 
-def find_aorta(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float], *, disc_radius_mm: float = 6.0) -> AortaFit | None:
-    """Locate the aorta as the brightest homogeneous disc anterior-left of the vertebral body.
+def _ring(radii_mm: tuple[float, float], spacing_yx: tuple[float, float]) -> np.ndarray:
+    """Float footprint of the annulus between two radii (mm) on a grid of ``spacing_yx``."""
+    r_in, r_out = radii_mm
+    ry, rx = (max(1, int(np.ceil(r_out / s))) for s in spacing_yx)
+    yy, xx = np.mgrid[-ry:ry + 1, -rx:rx + 1]
+    d = np.hypot(yy * spacing_yx[0], xx * spacing_yx[1])
+    return ((d > r_in) & (d <= r_out)).astype(np.float32)
 
-    In each slice the vertebral body is the bone (> 180 HU) near the midline in the posterior
-    half of the body; the aorta is searched 20-80 mm anterior to the bone centroid and from 15 mm
-    right to 45 mm left of it, as the disc (radius ``disc_radius_mm``) of highest mean HU whose
-    standard deviation is small (a homogeneous lumen, not bone). Returns None when no slice
-    qualifies (e.g. a field of view without the spine).
+
+def find_aorta(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float], *, disc_radius_mm: float = 6.0, wide_radius_mm: float = 14.0) -> AortaFit | None:
+    """Locate the aorta as the round lumen standing out most from its surroundings, in front of the spine.
+
+    In each slice the spine is the bone (> 180 HU) near the midline in the posterior half of the
+    body; the aorta is searched 20-80 mm anterior to the bone centroid and from 15 mm right to
+    45 mm left of it, among homogeneous discs (radius ``disc_radius_mm``, SD < 25 HU or 12 %), as
+    the one whose mean exceeds the mean of the ring around it (from 3 mm beyond the disc out to
+    ``wide_radius_mm``) the most. Scoring by contrast with the ring, not by brightness, finds the
+    unenhanced aorta in its fat on non-contrast CT and skips the inside of larger structures (the
+    cancellous bone of an osteopenic vertebral body, liver, IVC). The HU reported is the median
+    disc mean over slices. Returns None when no slice qualifies (e.g. no spine in the field of view).
     """
     nz, ny, nx = img.shape
     syy, sxx = sp[1], sp[2]
     fp = _disc((disc_radius_mm / syy, disc_radius_mm / sxx)).astype(np.float32)
     fp /= fp.sum()
+    fw = _ring((disc_radius_mm + 3.0, wide_radius_mm), (syy, sxx))
+    fw /= fw.sum()
     vals, centres = [], []
     for z in range(nz):
         if not body[z].any():
@@ -65,10 +79,14 @@ def find_aorta(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float]
         sd = np.sqrt(np.maximum(sq - mean * mean, 0))
         win = np.zeros((ny, nx), bool)
         win[ya:yb_, xa:xb_] = True
+        # the lumen stands out from the ring around it (periaortic fat, crus, vertebral cortex);
+        # the inside of a larger organ does not (the cancellous bone of an osteopenic vertebral
+        # body, whose cortex may not reach 180 HU, liver, IVC): score = disc mean - ring mean
+        ring_mean = ndi.convolve(sl, fw, mode="nearest")
         ok = win & body[z] & (mean > -20) & (mean < 600) & (sd < np.maximum(25.0, 0.12 * mean))
         if not ok.any():
             continue
-        score = np.where(ok, mean, -np.inf)
+        score = np.where(ok, mean - ring_mean, -np.inf)
         k = int(np.argmax(score))
         vals.append(float(mean.flat[k]))
         centres.append(np.unravel_index(k, (ny, nx)))
