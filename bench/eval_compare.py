@@ -27,7 +27,9 @@ deform_growth         lesions +30 % diameter under deformable motion (PD)
 
 Findings come from the full pipeline (``--findings pipeline``, default; liver mask from
 the phantom with ``--liver truth`` so that segmentation errors do not enter) or are
-measured straight from the truth label map (``--findings truth``). Detected findings
+oracle findings taken from the truth table (``--findings truth``: centre, longest
+diameter and voxelised volume of each placed object), which isolates registration,
+matching and RECIST logic from detection and measurement. Detected findings
 are attributed to truth objects by position (nearest truth centre within
 max(4 mm, 0.6 x size)). Reported figures:
 
@@ -119,41 +121,27 @@ def _motion(scenario: str, rng: np.random.Generator):
 
 
 def _truth_findings(ph):
-    """Findings measured from the truth label map (voxel count, convex-hull diameter)."""
-    from scipy.spatial import ConvexHull
-    from scipy.spatial.distance import pdist
+    """Oracle findings: kind, centre, longest diameter and volume straight from the truth table.
 
+    The label map (for registration masks and the detection-difference check) is painted
+    from the truth objects map.
+    """
     from calcscope.model import Finding
 
-    vol = ph.volume
     out = []
+    labels = np.zeros(ph.volume.shape, np.uint16)
+    labels[ph.organs == 1] = 1
     n = {"lesion": 0, "calcification": 0}
     for o in sorted(ph.truth.objects, key=lambda o: o.centre_voxel):
-        idx = np.argwhere(ph.objects == o.label)
-        if idx.size == 0:
+        if not (ph.objects == o.label).any():
             continue
         kind = "lesion" if o.type == "lesion" else "calcification"
         n[kind] += 1
-        pts = vol.voxel_to_mm(idx.astype(float))
-        try:
-            hull = pts[ConvexHull(pts).vertices] if len(pts) >= 5 else pts
-        except Exception:
-            hull = pts
-        diam = max(float(pdist(hull).max()) if len(hull) > 1 else 0.0, min(vol.spacing_zyx))
-        c = idx.mean(axis=0)
-        base = 100 if kind == "lesion" else 1000
-        out.append(Finding(id=f"{'lesion' if kind == 'lesion' else 'calc'}-{n[kind]:03d}", kind=kind, label=base + n[kind],
-                           volume_mm3=len(idx) * vol.voxel_volume_mm3, longest_diameter_mm=diam, size_mm=diam,
-                           centroid_voxel=tuple(float(v) for v in c), centroid_mm=tuple(float(v) for v in vol.voxel_to_mm(c))))
-    labels = np.zeros(vol.shape, np.uint16)
-    labels[ph.organs == 1] = 1
-    for f in out:
-        o_label = None
-        for o in ph.truth.objects:
-            if np.allclose(o.centre_voxel, f.centroid_voxel, atol=3.0):
-                o_label = o.label
-        if o_label is not None:
-            labels[ph.objects == o_label] = f.label
+        value = (100 if kind == "lesion" else 1000) + n[kind]
+        labels[ph.objects == o.label] = value
+        out.append(Finding(id=f"{'lesion' if kind == 'lesion' else 'calc'}-{n[kind]:03d}", kind=kind, label=value,
+                           volume_mm3=o.volume_mm3, longest_diameter_mm=o.size_mm, size_mm=o.size_mm,
+                           centroid_voxel=tuple(o.centre_voxel), centroid_mm=tuple(o.centre_mm)))
     return out, labels
 
 
