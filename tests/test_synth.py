@@ -419,3 +419,74 @@ def test_save_dicom_series_instance_uids_and_extra_attributes(tmp_path):
         save_dicom_series(vol, tmp_path / "u", instance_uids=uids[:3])
     with pytest.raises(ValueError, match="NotAKeyword"):
         save_dicom_series(vol, tmp_path / "v", extra_attributes={"NotAKeyword": 1})
+
+
+# --------------------------------------------------------------------------------------
+# optional realism
+# --------------------------------------------------------------------------------------
+
+REAL_GRID = dict(shape_zyx=(56, 128, 128), spacing_zyx=(3.0, 2.0, 2.0))
+
+
+def _adjacent_slice_corr(noise: np.ndarray, mask: np.ndarray) -> float:
+    m = mask[1:] & mask[:-1]
+    a, b = noise[1:][m], noise[:-1][m]
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def test_realism_off_is_the_default_and_noise_thickness_texture():
+    from calcscope.synth import Realism
+
+    quiet = Realism(texture_hu=0.0, hepatic_arteries=False, bowel=False)
+    clean = generate_phantom("normal", seed=2, noise_hu=0, **REAL_GRID)
+    off = generate_phantom("normal", seed=2, realism=False, **REAL_GRID)
+    plain = generate_phantom("normal", seed=2, **REAL_GRID)
+    assert off.volume.array.tobytes() == plain.volume.array.tobytes() and plain.truth.realism is None
+    corr = generate_phantom("normal", seed=2, realism=quiet, **REAL_GRID)
+    liver = ndimage.binary_erosion(clean.organs == ORGAN_LABELS["liver"], iterations=2) & (clean.vessels == 0)
+    base = clean.volume.array.astype(float)
+    n_plain = plain.volume.array - base
+    n_corr = corr.volume.array - base
+    assert abs(_adjacent_slice_corr(n_plain, liver)) < 0.05
+    assert 0.18 <= _adjacent_slice_corr(n_corr, liver) <= 0.34  # Gaussian profile, FWHM = thickness: 0.25
+    assert n_corr[liver].std() == pytest.approx(12.0, abs=1.0)
+    # 4 mm slices every 2 mm: stronger correlation, z-blurred image, lower peak of a small calcification
+    thin_grid = dict(shape_zyx=(84, 128, 128), spacing_zyx=(2.0, 2.0, 2.0))
+    dot = [ObjectSpec(id="dot", type="calcification", subtype="punctate", size_mm=3.0, hu=800.0, lobe="right")]
+    contig = generate_phantom("normal", seed=2, objects=dot, realism=quiet, **thin_grid)
+    thick = generate_phantom("normal", seed=2, objects=dot, realism=Realism(slice_thickness_mm=4.0, texture_hu=0.0, hepatic_arteries=False, bowel=False), **thin_grid)
+    assert thick.truth.slice_thickness_mm == 4.0 and thick.volume.meta["slice_thickness_mm"] == 4.0
+    assert thick.truth.by_id("dot").hu_peak < 0.92 * contig.truth.by_id("dot").hu_peak  # 433 -> 376 HU measured
+    clean_thick = generate_phantom("normal", seed=2, objects=dot, noise_hu=0, realism=Realism(slice_thickness_mm=4.0, texture_hu=0.0, hepatic_arteries=False, bowel=False), **thin_grid)
+    liver2 = ndimage.binary_erosion(clean_thick.organs == ORGAN_LABELS["liver"], iterations=3) & (clean_thick.vessels == 0) & (clean_thick.objects == 0)
+    assert 0.45 <= _adjacent_slice_corr(thick.volume.array - clean_thick.volume.array.astype(float), liver2) <= 0.75
+    # texture: smooth, zero mean, about texture_hu inside the parenchyma (noise-free image)
+    tex = generate_phantom("normal", seed=2, noise_hu=0, realism=Realism(texture_hu=5.0, hepatic_arteries=False, bowel=False), **REAL_GRID)
+    d = tex.volume.array[liver].astype(float) - base[liver]
+    assert abs(d.mean()) < 1.0 and 3.5 <= d.std() <= 6.0
+    assert np.array_equal(tex.volume.array[~(tex.organs == ORGAN_LABELS["liver"])], clean.volume.array[~(clean.organs == ORGAN_LABELS["liver"])])
+
+
+def test_realism_hepatic_arteries_and_bowel():
+    from calcscope.synth import VESSEL_LABELS
+
+    art = generate_phantom("normal", seed=3, phase="arterial", noise_hu=0, realism=True, **REAL_GRID)
+    pre = generate_phantom("normal", seed=3, phase="non_contrast", noise_hu=0, realism=True, **REAL_GRID)
+    a = art.volume.array
+    arteries = art.vessels == VESSEL_LABELS["hepatic_artery"]
+    liver = art.organs == ORGAN_LABELS["liver"]
+    assert (arteries & liver).sum() * 12.0 > 500  # mm3 of intrahepatic artery (3x2x2 mm voxels)
+    core = ndimage.binary_erosion(arteries)
+    assert np.percentile(a[arteries], 90) >= 230 and (core.sum() == 0 or np.median(a[core]) >= 240)  # 280 HU, partial volume
+    assert abs(np.median(pre.volume.array[pre.vessels == VESSEL_LABELS["hepatic_artery"]]) - 40) <= 25  # unenhanced blood
+    bowel = art.organs == ORGAN_LABELS["bowel"]
+    assert bowel.sum() * 12.0 > 50_000
+    b = a[bowel]
+    assert (b < -900).sum() > 200 and ((b > 0) & (b < 40)).sum() > 200  # gas and fluid/stool
+    assert not (bowel & liver).any()
+    # loops touch the liver's inferior surface: some bowel within 6 mm of the liver
+    dist = ndimage.distance_transform_edt(~liver, sampling=art.volume.spacing_zyx)
+    assert (dist[bowel] <= 6.0).sum() > 20
+    # aorta and IVC untouched by the bowel
+    for organ in ("aorta", "ivc"):
+        assert (art.organs == ORGAN_LABELS[organ]).sum() == (generate_phantom("normal", seed=3, phase="arterial", noise_hu=0, **REAL_GRID).organs == ORGAN_LABELS[organ]).sum()

@@ -14,6 +14,7 @@ from ._hu import HU_BY_PHASE, PHASES
 from ._insert import estimate_noise_hu, insert_objects, insertion_truth
 from ._phantom import Phantom, generate_phantom, write_phantom
 from ._presets import PRESET_PHASE, PRESETS
+from ._realism import Realism
 from ._objects import PlacementError
 from ._truth import CALCIFICATION_SUBTYPES, LESION_SUBTYPES, Landmark, ObjectSpec, Truth, TruthObject, UnplacedObject
 
@@ -31,6 +32,7 @@ __all__ = [
     "ObjectSpec",
     "Landmark",
     "Motion",
+    "Realism",
     "PRESETS",
     "PRESET_PHASE",
     "PHASES",

@@ -46,6 +46,8 @@ ORGAN_LABELS: dict[str, int] = {
     "stomach": 14,
     "gallbladder": 15,
     "rib": 16,
+    "hepatic_artery": 17,
+    "bowel": 18,
 }
 
 #: vessel label values of ``Phantom.vessels``
@@ -508,8 +510,12 @@ def paint(canvas: Canvas, res, hu, *, organ: int | None = None, vessel: int | No
         canvas.vessels[sl][sel] = vessel
 
 
-def paint_anatomy(canvas: Canvas, an: Anatomy, phase: str) -> None:
-    """Paint body wall, thorax base, abdominal organs, vessels and spine (noise-free)."""
+def paint_anatomy(canvas: Canvas, an: Anatomy, phase: str, *, before_organs=None, after_vessels=None) -> None:
+    """Paint body wall, thorax base, abdominal organs, vessels and spine (noise-free).
+
+    ``before_organs`` and ``after_vessels`` (callables of the canvas) paint optional
+    structures (bowel, hepatic arteries) at those points of the painting order.
+    """
     g = canvas.grid
     hu = HU_BY_PHASE[phase]
     zmin = g.origin_lps[2] - 400.0
@@ -552,6 +558,8 @@ def paint_anatomy(canvas: Canvas, an: Anatomy, phase: str) -> None:
     paint(canvas, rasterise(g, lambda x, y, z: np.maximum(an.heart_sdf(x, y, z), keep_out(x, y)), np.array([-55.0, -85.0, an.dome_left - 20]), np.array([100.0, 40.0, an.dome_left + 110])),
           hu["heart"], organ=L["heart"])
 
+    if before_organs is not None:
+        before_organs(canvas)
     # abdominal organs
     def organ_box(c, r, pad=6.0):
         m = float(np.max(r)) + pad
@@ -595,6 +603,8 @@ def paint_anatomy(canvas: Canvas, an: Anatomy, phase: str) -> None:
         paint(canvas, rasterise(g, sg.sdf, lo, hi, step_mm=step), hu_v, organ=L["portal_vein"] if sg.system == "portal" else None,
               vessel=lab, keep_liver_label=True)
 
+    if after_vessels is not None:
+        after_vessels(canvas)
     # vertebral bodies (cortical rim, trabecular core) between the discs
     _paint_vertebral_bodies(canvas, an, hu, zmin, zmax)
 

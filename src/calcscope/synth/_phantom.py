@@ -14,6 +14,7 @@ from ._geometry import F, Grid, Motion
 from ._hu import HU_BY_PHASE, PHASES
 from ._noise import add_streaks, correlated_noise
 from ._objects import EXPECTED_KIND, SHAPE_WORD, Built, build_objects, rasterise_object, rasterise_part
+from ._realism import Realism, add_texture, build_arteries, noise_z_sigma_mm, paint_arteries, paint_bowel, resolve_realism, thicken_slices
 from ._presets import PRESET_PHASE, PRESETS, derive_distribution, fov_scale, preset_specs
 from ._truth import Landmark, ObjectSpec, Truth, TruthObject, UnplacedObject
 
@@ -92,6 +93,7 @@ def generate_phantom(
     anatomy_seed: int | None = None,
     noise_seed: int | None = None,
     strict: bool | None = None,
+    realism: Realism | bool | None = None,
 ) -> Phantom:
     """Generate a synthetic abdominal CT with known findings.
 
@@ -122,6 +124,10 @@ def generate_phantom(
         False leaves it (and its children) out and lists it in ``Truth.unplaced``.
         Default: strict for ``objects`` given by the caller, lenient for presets, so
         every preset generates for every seed.
+    realism: Realism, bool or None
+        Optional realism (slice thickness, through-slice noise correlation, parenchymal
+        texture, hepatic arteries, bowel loops); True = :class:`Realism` defaults, None or
+        False = off (the output is then identical to earlier versions).
 
     Returns
     -------
@@ -153,13 +159,27 @@ def generate_phantom(
         organs=np.zeros(shape, dtype=np.uint8),
         vessels=np.zeros(shape, dtype=np.uint8),
     )
-    paint_anatomy(canvas, an, phase)
+    real = resolve_realism(realism)
+    hooks: dict = {}
+    if real is not None and real.bowel:
+        hooks["before_organs"] = lambda cv: paint_bowel(cv, an, phase, np.random.default_rng([a_seed, 22]))
+    if real is not None and real.hepatic_arteries:
+        arteries = build_arteries(an, np.random.default_rng([a_seed, 21]))
+        hooks["after_vessels"] = lambda cv: paint_arteries(cv, arteries, HU_BY_PHASE[phase]["hepatic_artery"])
+    paint_anatomy(canvas, an, phase, **hooks)
+    if real is not None and real.texture_hu > 0:
+        parenchyma = (canvas.organs == ORGAN_LABELS["liver"]) & (canvas.vessels == 0)
+        add_texture(canvas.image, grid, parenchyma, sd_hu=real.texture_hu, corr_mm=real.texture_mm, rng=np.random.default_rng([a_seed, 23]))
+        del parenchyma
     unplaced: list[UnplacedObject] = []
     strict = objects is not None if strict is None else bool(strict)
     built = build_objects(specs, an=an, grid=grid, phase=phase, seed=seed, strict=strict, unplaced=unplaced)
     objects_map = np.zeros(shape, dtype=np.int32)
     own = _paint_objects(canvas, built, objects_map)
 
+    thickness = spacing[0] if real is None or real.slice_thickness_mm is None else float(real.slice_thickness_mm)
+    if thickness > spacing[0]:
+        thicken_slices(canvas.image, spacing[0], thickness)
     truth_objects = _truth_objects(grid, an, built, own, canvas.image, objects_map)
     image = canvas.image
     if streaks:
@@ -167,7 +187,8 @@ def generate_phantom(
         add_streaks(image, grid, srcs, rng=np.random.default_rng([int(seed), 6]))
     if noise_hu > 0:
         n_seed = int(seed if noise_seed is None else noise_seed)
-        image += correlated_noise(shape, spacing, sd_hu=noise_hu, rng=np.random.default_rng([n_seed, 5]))  # type: ignore[arg-type]
+        image += correlated_noise(shape, spacing, sd_hu=noise_hu, rng=np.random.default_rng([n_seed, 5]),  # type: ignore[arg-type]
+                                  z_sigma_mm=noise_z_sigma_mm(real, spacing[0]))
     np.rint(image, out=image)
     np.clip(image, -1024, 3071, out=image)
     arr = image.astype(np.int16)
@@ -195,6 +216,8 @@ def generate_phantom(
         },
         objects=truth_objects,
         unplaced=unplaced,
+        realism=None if real is None else real.as_dict(),
+        slice_thickness_mm=thickness,
         calcification_distribution=derive_distribution(calcs),  # type: ignore[arg-type]
         has_duct_dilatation=any(o.type == "duct" for o in truth_objects),
         landmarks=_landmarks(grid, an),
@@ -212,7 +235,7 @@ def generate_phantom(
         origin_lps=origin,
         modality="CT",
         source=f"calcscope synthetic phantom ({truth.preset}, seed {seed})",
-        meta={"synthetic": True, "preset": truth.preset, "seed": int(seed), "phase": phase, "slice_thickness_mm": spacing[0]},
+        meta={"synthetic": True, "preset": truth.preset, "seed": int(seed), "phase": phase, "slice_thickness_mm": thickness},
     )
     return Phantom(volume=volume, organs=canvas.organs, lobes=lobes, objects=objects_map, vessels=canvas.vessels, truth=truth)
 

@@ -167,6 +167,8 @@ class Truth(BaseModel):
     direction: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
     noise_hu: float
     streaks: bool = False
+    realism: dict | None = Field(default=None, description="Realism options used (None: off)")
+    slice_thickness_mm: float | None = Field(default=None, description="reconstructed slice thickness, mm (None: the slice spacing)")
     motion: dict | None = None
     objects: list[TruthObject] = Field(default_factory=list)
     unplaced: list[UnplacedObject] = Field(
