@@ -379,35 +379,49 @@ def _adaptive_grow(
     (``sigma_mm``) of the region near it, so slow intensity drifts (beam hardening, perfusion
     gradients) are followed while steps to neighbouring organs are not crossed.
     """
-    region = region.copy()
-    struct = ndi.generate_binary_structure(3, 1)
-    n_iter = int(np.ceil(max_mm / min(sp)))
+    out = region.copy()
+    idx = np.nonzero(region.any(axis=(1, 2)))[0]
+    if idx.size == 0:
+        return out
     sig = [sigma_mm / s for s in sp]
-    m_full = None
-    for it in range(n_iter):
-        ring = ndi.binary_dilation(region, structure=struct) & ~region & allowed
-        if not ring.any():
+    # growth cannot leave the region's bounding box grown by max_mm: work in that box only
+    pad = [int(np.ceil(max_mm / s)) + int(3 * g) + 3 for s, g in zip(sp, sig)]
+    box = []
+    for a in range(3):
+        occ = np.nonzero(region.any(axis=tuple(j for j in range(3) if j != a)))[0]
+        box.append(slice(max(0, int(occ[0]) - pad[a]), min(region.shape[a], int(occ[-1]) + pad[a] + 1)))
+    box = tuple(box)
+    reg = region[box].copy()
+    alw = allowed[box]
+    im = img[box]
+    struct = ndi.generate_binary_structure(3, 1)
+    im = im.astype(np.float32, copy=False)
+    n_iter = int(np.ceil(max_mm / min(sp)))
+    refresh = 3  # the local mean drifts slowly: it is refreshed every third step only
+    for start in range(0, n_iter, refresh):
+        steps = min(refresh, n_iter - start)
+        # the local mean is needed only where the next steps can reach: the region's box + steps
+        sub = _grown_box(reg, [steps + int(4 * g) + 1 for g in sig])
+        r = reg[sub].astype(np.float32)
+        w = ndi.gaussian_filter(r, sig, mode="nearest")
+        m = ndi.gaussian_filter(im[sub] * r, sig, mode="nearest") / np.maximum(w, 1e-3)
+        cond = alw[sub] & (w > 0.02) & (np.abs(im[sub] - m) <= tol_hu)
+        # up to ``steps`` one-voxel steps (6-connected) through voxels that pass the test
+        grown = ndi.binary_dilation(reg[sub], structure=struct, iterations=steps, mask=cond | reg[sub])
+        if not (grown & ~reg[sub]).any():
             break
-        zz, yy, xx = np.nonzero(ring)
-        pad = [int(3 * g) + 2 for g in sig]
-        lo = [max(0, int(a.min()) - q) for a, q in zip((zz, yy, xx), pad)]
-        hi = [min(n, int(a.max()) + q + 1) for a, q in zip((zz, yy, xx), pad, ) for n in ()] or [
-            min(n, int(a.max()) + q + 1) for a, q, n in zip((zz, yy, xx), pad, img.shape)
-        ]
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        if m_full is None or it % 3 == 0:
-            # the local mean drifts slowly: refresh it every third step only
-            r = region[box].astype(np.float32)
-            w = ndi.gaussian_filter(r, sig, mode="nearest")
-            m = ndi.gaussian_filter(img[box] * r, sig, mode="nearest") / np.maximum(w, 1e-3)
-            m_full = np.full(img.shape, np.nan, np.float32)
-            m_full[box] = np.where(w > 0.02, m, np.nan)
-        mb = m_full[box]
-        ok = ring[box] & (np.abs(img[box] - mb) <= tol_hu)
-        if not ok.any():
-            break
-        region[box] |= ok
-    return region
+        reg[sub] = grown
+    out[box] = reg
+    return out
+
+
+def _grown_box(mask: np.ndarray, pad: list[int]) -> tuple[slice, ...]:
+    """Bounding box of ``mask`` grown by ``pad`` voxels per axis (clipped to the array)."""
+    box = []
+    for a in range(3):
+        occ = np.nonzero(mask.any(axis=tuple(j for j in range(3) if j != a)))[0]
+        box.append(slice(max(0, int(occ[0]) - pad[a]), min(mask.shape[a], int(occ[-1]) + pad[a] + 1)))
+    return tuple(box)
 
 
 def _upsample_refine(
@@ -445,32 +459,40 @@ def _upsample_refine(
         (np.arange(a, b, dtype=np.float32) + 0.5) / f - 0.5 - l
         for a, b, f, l in zip(f_lo, f_hi, factors, lo)
     ]
-    weights = [_linear_weights(c, h - l) for c, h, l in zip(coords, hi, lo)]
-
-    def up(arr: np.ndarray) -> np.ndarray:
-        t = arr[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
-        for axis in range(3):
-            t = np.moveaxis(np.tensordot(weights[axis], t, axes=([1], [axis])), 0, axis)
-        return t
-
-    t = up(soft)
+    (zi0, zi1, za), (yi0, yi1, ya), (xi0, xi1, xa) = (_linear_index(c, h - l) for c, h, l in zip(coords, hi, lo))
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    coarse = [np.ascontiguousarray(arr[crop], dtype=np.float32) for arr in (soft, local_mean, outside_mean)]
+    refine = factors[1] > 1 or factors[2] > 1
+    sig = (1.0 / fine_spacing[1], 1.0 / fine_spacing[2])
     box = tuple(slice(a, b) for a, b in zip(f_lo, f_hi))
-    inside = t > level
-    bandm = (t > band[0]) & (t < band[1])
-    if bandm.any() and (factors[1] > 1 or factors[2] > 1):
-        m = up(local_mean)
-        sig = [0.0] + [1.0 / s for s in fine_spacing[1:]]
-        f = ndi.gaussian_filter(fine[box].astype(np.float32), sig, mode="nearest")
-        o = up(outside_mean)
-        # nearer the local liver mean than the local surroundings' mean: the 50 % partial-volume
-        # point, whatever the neighbour is (fat, lung, stomach, kidney)
-        liver_like = np.abs(f - m) <= np.abs(f - o)
-        keep = inside & ~(bandm & (f < m - drop_below_hu))
-        add = ~inside & bandm & (np.abs(f - m) <= add_within_hu)
-        if mode == "partial_volume":
-            inside = np.where(bandm, liver_like, inside)
-        else:
-            inside = keep | add
+    inside = np.zeros(tuple(b - a for a, b in zip(f_lo, f_hi)), bool)
+
+    def plane(k: int, which: int) -> np.ndarray:
+        # linear interpolation along z (two coarse slices), then along y and x (gathers)
+        c = coarse[which]
+        c = c[zi0[k]] * (1 - za[k]) + c[zi1[k]] * za[k]
+        c = c[yi0] * (1 - ya)[:, None] + c[yi1] * ya[:, None]
+        return c[:, xi0] * (1 - xa) + c[:, xi1] * xa
+
+    # one fine slice at a time: small temporaries, and the in-plane smoothing of the fine image
+    # is exact slice by slice (no smoothing across slices)
+    for k in range(inside.shape[0]):
+        t = plane(k, 0)
+        ins = t > level
+        bandm = (t > band[0]) & (t < band[1])
+        if refine and bandm.any():
+            f = ndi.gaussian_filter(fine[f_lo[0] + k, box[1], box[2]].astype(np.float32), sig, mode="nearest")
+            m = plane(k, 1)
+            o = plane(k, 2)
+            if mode == "partial_volume":
+                # nearer the local liver mean than the local surroundings' mean: the 50 % partial-volume
+                # point, whatever the neighbour is (fat, lung, stomach, kidney)
+                ins = np.where(bandm, np.abs(f - m) <= np.abs(f - o), ins)
+            else:
+                keep = ins & ~(bandm & (f < m - drop_below_hu))
+                add = ~ins & bandm & (np.abs(f - m) <= add_within_hu)
+                ins = keep | add
+        inside[k] = ins
     out[box] = inside
     return out
 
@@ -482,14 +504,9 @@ def _offset_level(offset_mm: float, sigma_mm: float) -> float:
     return 0.5 * erfc(offset_mm / (sigma_mm * sqrt(2.0)))
 
 
-def _linear_weights(x: np.ndarray, n: int) -> np.ndarray:
-    """Matrix (len(x), n) of linear-interpolation weights at coordinates ``x`` (edges clamped)."""
+def _linear_index(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower/upper neighbour indices and weight of the upper one for linear interpolation at ``x`` (edges clamped)."""
     xc = np.clip(x, 0, n - 1)
-    i0 = np.floor(xc).astype(int)
+    i0 = np.floor(xc).astype(np.intp)
     i1 = np.minimum(i0 + 1, n - 1)
-    a = (xc - i0).astype(np.float32)
-    w = np.zeros((x.size, n), np.float32)
-    r = np.arange(x.size)
-    np.add.at(w, (r, i0), 1 - a)
-    np.add.at(w, (r, i1), a)
-    return w
+    return i0, i1, (xc - i0).astype(np.float32)

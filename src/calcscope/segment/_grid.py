@@ -93,21 +93,48 @@ def to_canonical(volume: Volume) -> Canonical:
 
 
 def block_reduce_mean(arr: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
-    """Mean over non-overlapping blocks (edge blocks padded by replication), float32 out."""
+    """Mean over non-overlapping blocks (edge blocks padded by replication), float32 out.
+
+    Works one block of slices at a time, so that only small temporaries are allocated (no
+    whole-volume intermediate) and flipped or transposed views are read without a copy.
+    """
     fz, fy, fx = factors
     if (fz, fy, fx) == (1, 1, 1):
         return arr.astype(np.float32)
-    pads = [(0, (-n) % f) for n, f in zip(arr.shape, factors)]
-    a = arr
-    if any(p[1] for p in pads):
-        a = np.pad(arr, pads, mode="edge")
-    z, y, x = a.shape
-    acc = np.float32 if np.issubdtype(a.dtype, np.floating) else np.int32
-    # sequential sums over contiguous axes are much faster than one strided mean
-    t = a.reshape(z // fz, fz, y, x).sum(axis=1, dtype=acc)
-    t = t.reshape(z // fz, y // fy, fy, x).sum(axis=2, dtype=acc)
-    t = t.reshape(z // fz, y // fy, x // fx, fx).sum(axis=3, dtype=acc)
-    return t.astype(np.float32) / np.float32(fz * fy * fx)
+    z, y, x = arr.shape
+    oz, oy, ox = -(-z // fz), -(-y // fy), -(-x // fx)
+    py, px = oy * fy - y, ox * fx - x
+    acc = np.float32 if np.issubdtype(arr.dtype, np.floating) else np.int32
+    out = np.empty((oz, oy, ox), np.float32)
+    for k in range(oz):
+        s = np.zeros((y, x), acc)
+        for j in range(fz):
+            s += arr[min(k * fz + j, z - 1)]  # last block padded by replicating the last slice
+        if py or px:
+            s = np.pad(s, ((0, py), (0, px)), mode="edge")
+        s = s.reshape(oy * fy, ox, fx).sum(axis=2, dtype=acc).reshape(oy, fy, ox).sum(axis=1, dtype=acc)
+        out[k] = s
+    out /= np.float32(fz * fy * fx)
+    return out
+
+
+def block_reduce_mask(mask: np.ndarray, factors: tuple[int, int, int], *, level: float = 0.5) -> np.ndarray:
+    """Blocks of a boolean mask whose occupied fraction exceeds ``level`` (bool, coarse grid).
+
+    Same result as ``block_reduce_mean(mask, factors) > level``, computed only over the mask's
+    bounding box (aligned to the blocks), so a small organ in a large volume costs little.
+    """
+    out_shape = tuple(-(-n // f) for n, f in zip(mask.shape, factors))
+    out = np.zeros(out_shape, bool)
+    box = _bbox(mask, [0, 0, 0])
+    if box is None:
+        return out
+    lo = [(b.start // f) * f for b, f in zip(box, factors)]
+    hi = [min(n, -(-b.stop // f) * f) for b, f, n in zip(box, factors, mask.shape)]
+    sub = mask[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    red = block_reduce_mean(sub.view(np.uint8) if sub.dtype == bool else sub, factors) > level
+    out[tuple(slice(a // f, a // f + n) for a, f, n in zip(lo, factors, red.shape))] = red
+    return out
 
 
 def _pad_edge(mask: np.ndarray, pad_vox: tuple[int, int, int]) -> tuple[np.ndarray, tuple[slice, ...]]:
@@ -124,12 +151,23 @@ def _pad_for(radius_mm: float, spacing: tuple[float, float, float], axes: tuple[
 
 
 def erode_mm(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float, float], *, edge_axes: tuple[int, ...] = (0,)) -> np.ndarray:
-    """Binary erosion by a ball of ``radius_mm``; borders along ``edge_axes`` are replicated."""
+    """Binary erosion by a ball of ``radius_mm``; borders along ``edge_axes`` are replicated.
+
+    Computed in the mask's bounding box (one voxel of margin).
+    """
     if radius_mm <= 0:
         return mask.copy()
-    padded, sl = _pad_edge(mask, _pad_for(radius_mm, spacing, edge_axes))
+    box = _bbox(mask, [1, 1, 1])
+    out = np.zeros(mask.shape, bool)
+    if box is None:
+        return out
+    sub = mask[box]
+    # replicate only the array's own border (not the box's)
+    axes = tuple(a for a in edge_axes if box[a].start == 0 or box[a].stop == mask.shape[a])
+    padded, sl = _pad_edge(sub, _pad_for(radius_mm, spacing, axes))
     dist = ndi.distance_transform_edt(padded, sampling=spacing)
-    return (dist > radius_mm)[sl]
+    out[box] = (dist > radius_mm)[sl]
+    return out
 
 
 def _bbox(mask: np.ndarray, pad: list[int]) -> tuple[slice, ...] | None:

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..model import Volume
 from ._classical import _body_mask, coarse_image
-from ._grid import block_reduce_mean, to_canonical
+from ._grid import block_reduce_mask, to_canonical
 from ._landmarks import find_aorta, find_gallbladder
 
 __all__ = ["split_lobes", "cantlie_plane"]
@@ -27,9 +27,9 @@ def cantlie_plane(volume: Volume, liver_mask: np.ndarray, *, work_spacing_mm: fl
     """
     notes: list[str] = []
     can, img, sp, f = coarse_image(volume, work_spacing_mm)
-    lm = block_reduce_mean(can.from_native(liver_mask).view(np.uint8), f) > 0.5
+    lm = block_reduce_mask(can.from_native(liver_mask), f)
     if not lm.any():
-        lm = block_reduce_mean(can.from_native(liver_mask).view(np.uint8), f) > 0.0
+        lm = block_reduce_mask(can.from_native(liver_mask), f, level=0.0)
     body = _body_mask(img, -400.0)
     zs = np.nonzero(lm.any(axis=(1, 2)))[0]
     keep = np.zeros(body.shape[0], bool)
@@ -73,11 +73,15 @@ def split_lobes(volume: Volume, liver_mask: np.ndarray, *, work_spacing_mm: floa
     (y0, x0), slope, notes = cantlie_plane(volume, liver_mask, work_spacing_mm=work_spacing_mm)
     can = to_canonical(volume)
     sy, sx = can.spacing_zyx[1], can.spacing_zyx[2]
-    ny, nx = can.array.shape[1], can.array.shape[2]
-    ys = (np.arange(ny) * sy)[:, None]
-    xs = (np.arange(nx) * sx)[None, :]
+    m = can.from_native(liver_mask)
+    rows = np.nonzero(m.any(axis=(0, 2)))[0]
+    cols = np.nonzero(m.any(axis=(0, 1)))[0]
+    ys = (np.arange(rows[0], rows[-1] + 1) * sy)[:, None]
+    xs = (np.arange(cols[0], cols[-1] + 1) * sx)[None, :]
     left2d = xs > x0 + slope * (ys - y0)
     lab2d = np.where(left2d, 2, 1).astype(np.uint8)
-    lab = np.broadcast_to(lab2d, can.array.shape)
-    out = np.where(liver_mask, can.to_native(lab), 0).astype(np.uint8)
+    # labels written through a canonical view of the output, inside the liver's in-plane box only
+    out_can = can.from_native(out)
+    box = (slice(None), slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    out_can[box] = np.where(m[box], lab2d[None], 0)
     return out, notes

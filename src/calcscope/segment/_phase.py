@@ -7,7 +7,7 @@ from scipy import ndimage as ndi
 
 from ..model import Phase, PhaseEstimate, Volume
 from ._classical import _body_mask, coarse_image
-from ._grid import block_reduce_mean, erode_mm, to_canonical
+from ._grid import block_reduce_mask, erode_mm
 from ._landmarks import find_aorta
 
 __all__ = ["estimate_phase", "classify_phase"]
@@ -71,7 +71,7 @@ def estimate_phase(volume: Volume, liver_mask: np.ndarray | None, *, work_spacin
     body = _body_mask(img, -400.0)
     lm = None
     if liver_mask is not None and liver_mask.any():
-        lm = block_reduce_mean(can.from_native(liver_mask).view(np.uint8), f) > 0.5
+        lm = block_reduce_mask(can.from_native(liver_mask), f)
         zs = np.nonzero(lm.any(axis=(1, 2)))[0]
         if zs.size:
             # the aorta is measured at the levels of the liver (upper abdominal aorta)
