@@ -31,15 +31,18 @@ def run_synth(
     streaks: bool = False,
     dicom: bool = False,
     force: bool = False,
+    realism: bool = False,
+    thickness_mm: float | None = None,
 ) -> dict[str, Path]:
     """Generate a preset and write it; returns the written paths by name.
 
     ``out`` ending in ``.nii``/``.nii.gz`` receives the CT (label maps and truth beside it,
     and with ``dicom`` also a series in ``<stem>_dicom/``); any other ``out`` is a folder
     receiving ``ct.nii.gz`` (or, with ``dicom``, a series in ``dicom/``), the label maps
-    ``objects/organs/lobes/vessels.nii.gz`` and ``truth.json``.
+    ``objects/organs/lobes/vessels.nii.gz`` and ``truth.json``. ``realism`` turns on
+    :class:`calcscope.synth.Realism` (``thickness_mm``: its slice thickness).
     """
-    from ..synth import PHASES, PRESETS, generate_phantom, write_phantom
+    from ..synth import PHASES, PRESETS, Realism, generate_phantom, write_phantom
     from ..synth._dicom import write_dicom_series
 
     if preset not in PRESETS:
@@ -50,7 +53,10 @@ def run_synth(
     if out.exists() and not force:
         if nifti or (out.is_dir() and any(out.iterdir())) or out.is_file():
             raise OutputError("the output already exists", path=str(out), hint="choose another --out or add --force")
-    kwargs: dict = {"seed": seed, "phase": phase, "noise_hu": noise_hu, "streaks": streaks}
+    if thickness_mm is not None and not realism:
+        raise UsageError("--thickness needs --realism", hint="add --realism")
+    kwargs: dict = {"seed": seed, "phase": phase, "noise_hu": noise_hu, "streaks": streaks,
+                    "realism": Realism(slice_thickness_mm=thickness_mm) if realism else None}
     if shape_zyx:
         kwargs["shape_zyx"] = tuple(int(v) for v in shape_zyx)
     if spacing_zyx:
@@ -93,11 +99,14 @@ def register(app: typer.Typer) -> None:
         streaks: bool = typer.Option(False, "--streaks", help="Add mild streaks through dense calcifications."),
         dicom: bool = typer.Option(False, "--dicom", help="Also (folder --out: instead of ct.nii.gz) write a DICOM CT series."),
         force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+        realism: bool = typer.Option(False, "--realism", help="Parenchymal texture, through-slice noise correlation, hepatic arteries, bowel loops."),
+        thickness: Optional[float] = typer.Option(None, "--thickness", help="Slice thickness in mm, may exceed the spacing (with --realism)."),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Generate a synthetic abdominal CT with known liver findings and its truth file."""
         paths = run_synth(preset=preset, seed=seed, out=out, truth=truth, shape_zyx=shape, spacing_zyx=spacing, phase=phase,
-                          noise_hu=noise_hu, streaks=streaks, dicom=dicom, force=force)
+                          noise_hu=noise_hu, streaks=streaks, dicom=dicom, force=force,
+                          realism=realism, thickness_mm=thickness)
         if not quiet:
             from ..synth import Truth
 

@@ -90,6 +90,9 @@ def write_dicom_series(
         "WindowWidth": "400",
         "BurnedInAnnotation": "NO",
     }
+    thickness = volume.meta.get("slice_thickness_mm")
+    if thickness is not None:
+        extra["SliceThickness"] = f"{float(thickness):.6f}"  # may exceed the spacing (overlapping slices)
     if phase is not None:
         extra["ContrastBolusAgent"] = "" if phase == "non_contrast" else "IODINATED CONTRAST"
     return save_dicom_series(

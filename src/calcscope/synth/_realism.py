@@ -214,7 +214,7 @@ def paint_bowel(canvas: Canvas, an: Anatomy, phase: str, rng: np.random.Generato
 
     # colon: ascending limb up the right flank, hepatic flexure under the liver, transverse limb medially
     rc = float(rng.uniform(19.0, 24.0))
-    z0 = floor - rc + 4.0
+    z0 = floor - rc + 8.0  # tucked 8 mm into the inferior surface: the liver, painted later, lies over it
     pts = [
         np.array([xa - 32.0, ya + 18.0, z0 - 70.0]),
         np.array([xa - 30.0, ya + 10.0, z0 - 30.0]),
@@ -245,7 +245,9 @@ def paint_bowel(canvas: Canvas, an: Anatomy, phase: str, rng: np.random.Generato
     # small bowel: a few fluid-filled loops medial to the flexure, just under the liver
     for k in range(int(rng.integers(2, 4))):
         r = float(rng.uniform(10.0, 13.0))
-        c = np.array([xa + 22.0 + 16.0 * k + rng.normal(0, 4), ya - 8.0 + rng.normal(0, 6), floor - r - 14.0 - 6.0 * k + rng.normal(0, 4)])
+        cx, cy = xa + 22.0 + 16.0 * k + rng.normal(0, 4), ya - 8.0 + rng.normal(0, 6)
+        f2 = _liver_floor(an, cx, cy)
+        c = np.array([cx, cy, (floor if f2 is None else f2) - r + 3.0 - 5.0 * k + rng.normal(0, 2)])
         u = _unit(rng.normal(size=3) * np.array([1.0, 0.6, 0.3]))
         a, b = c - u * 22.0, c + u * 22.0
         mid = c + _unit(np.cross(u, [0.0, 0.0, 1.0])) * rng.uniform(6, 12)
