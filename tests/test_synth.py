@@ -439,9 +439,11 @@ def test_realism_off_is_the_default_and_noise_thickness_texture():
 
     quiet = Realism(texture_hu=0.0, hepatic_arteries=False, bowel=False)
     clean = generate_phantom("normal", seed=2, noise_hu=0, **REAL_GRID)
-    off = generate_phantom("normal", seed=2, realism=False, **REAL_GRID)
+    from calcscope.synth._realism import resolve_realism
+
+    assert resolve_realism(False) is None and resolve_realism(None) is None and resolve_realism(True) == Realism()
     plain = generate_phantom("normal", seed=2, **REAL_GRID)
-    assert off.volume.array.tobytes() == plain.volume.array.tobytes() and plain.truth.realism is None
+    assert plain.truth.realism is None and plain.truth.slice_thickness_mm == 3.0
     corr = generate_phantom("normal", seed=2, realism=quiet, **REAL_GRID)
     liver = ndimage.binary_erosion(clean.organs == ORGAN_LABELS["liver"], iterations=2) & (clean.vessels == 0)
     base = clean.volume.array.astype(float)

@@ -5,7 +5,8 @@ Public API
 generate_phantom(preset, *, seed, shape_zyx, spacing_zyx, phase, noise_hu, streaks, objects, motion, ...) -> Phantom
 write_phantom(phantom, out) -> dict of written paths
 insert_objects(volume, liver_mask, specs, *, seed) -> (Volume, labels, list[TruthObject])
-PRESETS, ORGAN_LABELS, VESSEL_LABELS, ObjectSpec, Motion, Phantom, Truth, TruthObject
+PRESETS, ORGAN_LABELS, VESSEL_LABELS, ObjectSpec, Motion, Realism, Phantom, Truth, TruthObject,
+UnplacedObject (Truth.unplaced), PlacementError
 """
 
 from ._anatomy import ORGAN_LABELS, VESSEL_LABELS
