@@ -40,7 +40,7 @@ class Phantom:
     objects: (Z, Y, X) int32
         Findings; value = ``TruthObject.label`` (calcifications drawn over lesions and ducts).
     vessels: (Z, Y, X) uint8
-        Vessel labels, values in :data:`VESSEL_LABELS` (portal, hepatic veins, IVC, aorta).
+        Vessel labels, values in :data:`VESSEL_LABELS` (portal, hepatic veins, IVC, aorta; hepatic arteries with ``realism``).
     truth: Truth
         Everything placed, with measurements.
     """
