@@ -335,6 +335,7 @@ class Change(BaseModel):
     model_config = _Strict
     growth_percent: float | None = Field(default=None, ge=-100, description="volume change, %")
     diameter_change_mm: float | None = None
+    volume_change_mm3: float | None = Field(default=None, description="absolute volume change, mm³")
     interval_days: float | None = Field(default=None, gt=0)
     prior_date: _dt.date | None = None
     doubling_time_days: float | None = None

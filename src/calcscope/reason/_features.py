@@ -34,6 +34,7 @@ __all__ = [
     "Observation",
     "GROWTH_THRESHOLD_PERCENT",
     "GROWTH_WINDOW_DAYS",
+    "GROWTH_MIN_VOLUME_MM3",
     "LARGE_LESION_MM",
     "SMALL_CALC_IN_LESION_MM",
     "extract_features",
@@ -46,6 +47,8 @@ __all__ = [
 GROWTH_THRESHOLD_PERCENT = 20.0
 #: window (days) for GROWTH_THRESHOLD_PERCENT; longer intervals are scaled to this window
 GROWTH_WINDOW_DAYS = 365.0
+#: smallest absolute volume increase (mm³) that counts, so partial-volume jitter of tiny foci does not
+GROWTH_MIN_VOLUME_MM3 = 10.0
 #: lesion diameter (mm) above which a lesion counts as large (seeds: metastases > 3 cm)
 LARGE_LESION_MM = 30.0
 #: calcification diameter (mm) below which calcium in a large lesion counts as small (< 2 cm)
@@ -147,11 +150,14 @@ def is_growing(f: Finding) -> bool | None:
     """Whether a finding grew by >= GROWTH_THRESHOLD_PERCENT within GROWTH_WINDOW_DAYS.
 
     Growth over a longer interval is scaled linearly to the window (e.g. 30 % over 24
-    months counts as 15 % per 12 months). None when no growth figure is given.
+    months counts as 15 % per 12 months). When the absolute volume change is known it must
+    also reach GROWTH_MIN_VOLUME_MM3. None when no growth figure is given.
     """
     ch = f.change
     if ch is None or ch.growth_percent is None:
         return None
+    if ch.volume_change_mm3 is not None and ch.volume_change_mm3 < GROWTH_MIN_VOLUME_MM3:
+        return False
     growth = ch.growth_percent
     if ch.interval_days is not None and ch.interval_days > GROWTH_WINDOW_DAYS:
         growth = growth * GROWTH_WINDOW_DAYS / ch.interval_days

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..model import Change, Finding
+from ..reason._features import GROWTH_MIN_VOLUME_MM3, GROWTH_THRESHOLD_PERCENT, GROWTH_WINDOW_DAYS
 
 __all__ = [
     "GROWTH_CITATIONS",
@@ -57,10 +58,11 @@ class GrowthThresholds:
         Longest interval (days) still called "short"; 12 months.
     """
 
-    min_volume_percent: float = 20.0
-    min_volume_mm3: float = 10.0
+    # one definition of "growing" for follow-up alerts and the reasoning stage's feature
+    min_volume_percent: float = GROWTH_THRESHOLD_PERCENT
+    min_volume_mm3: float = GROWTH_MIN_VOLUME_MM3
     min_diameter_mm: float = 2.0
-    max_interval_days: float = 365.0
+    max_interval_days: float = GROWTH_WINDOW_DAYS
 
 
 class GrowthAlert(BaseModel):
@@ -119,8 +121,12 @@ def finding_change(
     dv = volume_change_percent(prior.volume_mm3, current.volume_mm3)
     pd = prior.longest_diameter_mm if prior.longest_diameter_mm is not None else prior.size_mm
     cd = current.longest_diameter_mm if current.longest_diameter_mm is not None else current.size_mm
+    dv_mm3 = (
+        None if prior.volume_mm3 is None or current.volume_mm3 is None else current.volume_mm3 - prior.volume_mm3
+    )
     return Change(
         growth_percent=None if dv is None else max(-100.0, dv),
+        volume_change_mm3=dv_mm3,
         diameter_change_mm=None if pd is None or cd is None else cd - pd,
         interval_days=days,
         prior_date=prior_date,
