@@ -358,8 +358,20 @@ def test_every_preset_places_all_objects_fast(seed, grid):
 
 
 def test_duct_stones_seed1_regression():
-    """Reported: duct_stones seed 1 failed to place a stone; every stone must be placed and painted."""
+    """Reported: duct_stones seed 1 failed to place a stone (before duct growth retried, the tree was
+    short); every stone must be placed and painted, and a duct too short for its stones keeps what fits."""
     _check_generated("duct_stones", 1, None, *SWEEP_GRIDS["default"])
+    specs = [ObjectSpec(id="d", type="duct", subtype="dilated", size_mm=7.0, lobe="left", count=2)]
+    specs += [ObjectSpec(id=f"s{i}", type="calcification", subtype="beaded", size_mm=5.0, parent="d", relation="in_duct") for i in range(8)]
+    ph = generate_phantom("normal", seed=1, objects=specs, strict=False, noise_hu=0, shape_zyx=SWEEP_GRIDS["default"][0], spacing_zyx=SWEEP_GRIDS["default"][1])
+    t = ph.truth
+    stones = t.calcifications
+    assert 1 <= len(stones) < 8 and len(stones) + len(t.unplaced) == 8
+    assert all(u.parent == "d" and "no room" in u.reason for u in t.unplaced)
+    for o in stones:
+        assert int((ph.objects == o.label).sum()) == o.voxel_count >= 1
+    with pytest.raises(ValueError, match="could not place stone"):
+        generate_phantom("normal", seed=1, objects=specs, noise_hu=0, shape_zyx=SWEEP_GRIDS["default"][0], spacing_zyx=SWEEP_GRIDS["default"][1])
 
 
 def test_unplaceable_objects_are_left_out_and_reported():
