@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..model import Volume
+from ._landmarks import find_aorta, find_ivc
 from ._grid import (
     Canonical,
     block_reduce_mean,
@@ -80,6 +81,12 @@ class ClassicalParams:
     muscle_max_sigma_ratio: float = 1.5
     bite_radius_mm: float = 15.0
     bite_min_above_fat_hu: float = 30.0
+    bite_below_liver_sigma: float = 1.5
+    ivc_min_gap_hu: float = 8.0
+    reattach_min_hu: float = 4.0
+    reattach_sigma: float = 0.5
+    reattach_min_contact: float = 2.0
+    ivc_edge_mm: float = 3.0
 
 
 @dataclass
@@ -304,6 +311,7 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
     tol = float(np.clip(p.grow_tolerance_sigma * noise, p.grow_tolerance_min_hu, p.grow_tolerance_max_hu))
     liver = _adaptive_grow(gimg, liver, allowed, sp, tol_hu=tol, sigma_mm=p.local_mean_sigma_mm, max_mm=p.grow_mm)
     notes.append(f"adaptive growth tolerance {tol:.1f} HU (noise {noise:.1f} HU)")
+    grown = liver
     if p.neck_radius_mm > 0:
         # cut what the growth reached only through narrow necks (IVC, bowel, stomach contacts)
         opened = erode_mm(liver, p.neck_radius_mm, sp)
@@ -311,17 +319,24 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
         ids3 = np.unique(lab3[seed & opened])
         if ids3[ids3 > 0].size:
             body_part = np.isin(lab3, ids3[ids3 > 0])
-            liver = (dilate_mm(body_part, p.neck_radius_mm + 0.5 * min(sp), sp) & liver) | (seed & liver)
+            kept = (dilate_mm(body_part, p.neck_radius_mm + 0.5 * min(sp), sp) & liver) | (seed & liver)
+            liver = kept | _reattach(img, liver & ~kept, kept, mode=mode, max_diff_hu=max(p.reattach_min_hu, p.reattach_sigma * sigma),
+                                     min_contact=p.reattach_min_contact)
 
     liver = close_mm(liver, p.close_radius_mm, sp) & body & ~lungs
     if p.bite_radius_mm > p.close_radius_mm:
-        # larger surface bites (lesions flush with the capsule) closed only over soft tissue
-        # darker than the liver window's top, never over fat, air or bright vessels/organs
+        # larger surface bites (hypodense lesions flush with the capsule) closed only over tissue
+        # darker than liver (by bite_below_liver_sigma) but not fat, and away from the body wall
         bite = close_mm(liver, p.bite_radius_mm, sp) & ~liver & body & ~lungs
-        bite &= (gimg > p.fat_threshold_hu + p.bite_min_above_fat_hu) & (gimg < hi)
+        bite &= (gimg > p.fat_threshold_hu + p.bite_min_above_fat_hu) & (gimg < mode - p.bite_below_liver_sigma * sigma)
+        bite &= muscle_dist > p.muscle_wall_mm
         liver |= bite
     liver = ndi.binary_fill_holes(liver)
     liver = fill_holes_2d(liver, max_area_mm2=p.hole_max_area_mm2, spacing_yx=sp[1:])
+    ivc = None
+    if p.ivc_min_gap_hu > 0 and liver.any():
+        liver, ivc = _remove_ivc(gimg, liver, body, sp, liver_hu=mode, min_gap_hu=max(p.ivc_min_gap_hu, sigma),
+                                 edge_mm=p.ivc_edge_mm, notes=notes)
     soft = ndi.gaussian_filter(liver.astype(np.float32), sigma=[p.smooth_sigma_mm / s for s in sp], mode="nearest")
 
     w = ndi.gaussian_filter(liver.astype(np.float32), [p.local_mean_sigma_mm * 2 / s for s in sp], mode="nearest")
@@ -337,11 +352,91 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
         drop_below_hu=p.refine_drop_below_hu, add_within_hu=p.refine_add_within_hu,
         level=_offset_level(p.boundary_offset_mm, p.smooth_sigma_mm), mode=p.refine_mode,
     )
+    if ivc is not None:
+        up = _upsample_nearest(ivc, factors, mask_can.shape)
+        if up is not None:
+            mask_can[up[0]] &= ~up[1]
     mask = can.to_native(mask_can)
     dbg: dict[str, Any] = {}
     if debug:
-        dbg = dict(img=img, body=body, lungs=lungs, roi=roi, cand=cand, seed=seed, liver=liver, spacing=sp, can=can)
+        dbg = dict(img=img, body=body, lungs=lungs, roi=roi, cand=cand, seed=seed, grown=grown, liver=liver, spacing=sp, can=can)
     return ClassicalResult(mask, mode, sigma, (lo, hi), lungs_found, notes, dbg)
+
+
+def _reattach(img: np.ndarray, dropped: np.ndarray, kept: np.ndarray, *, mode: float, max_diff_hu: float, min_contact: float) -> np.ndarray:
+    """Parts cut off at a neck that are liver after all: same attenuation and a broad interface.
+
+    A component of ``dropped`` is given back when its mean lies within ``max_diff_hu`` of the
+    liver mode and the number of its voxels face-adjacent to ``kept`` is at least ``min_contact``
+    times its volume in voxels to the power 2/3 (a lobe tip joined along its width, not an organ
+    touching at a point). Neighbouring organs of equal attenuation would pass the first test but
+    join through small contacts.
+    """
+    out = np.zeros(dropped.shape, bool)
+    if not dropped.any():
+        return out
+    lab, n = ndi.label(dropped)
+    idx = np.arange(1, n + 1)
+    size = ndi.sum_labels(np.ones_like(img, dtype=np.float32), lab, idx)
+    mean = ndi.mean(img, lab, idx)
+    touch = ndi.binary_dilation(kept) & dropped
+    contact = ndi.sum_labels(touch, lab, idx)
+    ok = (np.abs(mean - mode) <= max_diff_hu) & (contact >= min_contact * np.power(size, 2.0 / 3.0))
+    keep = np.zeros(n + 1, bool)
+    keep[1:] = ok
+    return keep[lab]
+
+
+def _remove_ivc(
+    gimg: np.ndarray,
+    liver: np.ndarray,
+    body: np.ndarray,
+    sp: tuple[float, float, float],
+    *,
+    liver_hu: float,
+    min_gap_hu: float,
+    edge_mm: float,
+    notes: list[str],
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Subtract the IVC (located from the aorta, see :func:`find_ivc`) and keep the main component.
+
+    The IVC found is widened in-plane by ``edge_mm`` (its partial-volume rim on the smoothed image)
+    and returned, so that the full-resolution boundary step cannot put it back.
+    """
+    zs = np.nonzero(liver.any(axis=(1, 2)))[0]
+    keep = np.zeros(liver.shape[0], bool)
+    keep[zs[0]:zs[-1] + 1] = True
+    aorta = find_aorta(gimg, body & keep[:, None, None], sp)
+    if aorta is None:
+        notes.append("aorta not found: the IVC was not located")
+        return liver, None
+    ivc = find_ivc(gimg, (int(zs[0]), int(zs[-1])), aorta, sp, liver_hu=liver_hu, min_gap_hu=min_gap_hu)
+    if not (ivc & liver).any():
+        notes.append("IVC not distinguishable from liver by attenuation; not subtracted")
+        return liver, None
+    if edge_mm > 0:
+        ivc = dilate_mm(ivc, edge_mm, (1e6, sp[1], sp[2]))
+    cut = ivc & liver
+    out = liver & ~ivc
+    lab, counts = largest_components(out, connectivity=6)
+    counts[0] = 0
+    out = lab == int(np.argmax(counts))
+    notes.append(f"IVC located right of the aorta and subtracted ({cut.sum() * float(np.prod(sp)) / 1000.0:.1f} mL)")
+    return out, ivc
+
+
+def _upsample_nearest(coarse: np.ndarray, factors: tuple[int, int, int], shape: tuple[int, int, int]) -> tuple[tuple[slice, ...], np.ndarray] | None:
+    """Nearest-neighbour (block) up-sampling of a coarse bool mask inside its bounding box."""
+    idx = [np.nonzero(coarse.any(axis=tuple(j for j in range(3) if j != a)))[0] for a in range(3)]
+    if any(i.size == 0 for i in idx):
+        return None
+    lo = [int(i[0]) for i in idx]
+    hi = [int(i[-1]) + 1 for i in idx]
+    sub = coarse[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    for ax, f in enumerate(factors):
+        sub = np.repeat(sub, f, axis=ax)
+    box = tuple(slice(a * f, min(n, b * f)) for a, b, f, n in zip(lo, hi, factors, shape))
+    return box, sub[tuple(slice(0, b.stop - b.start) for b in box)]
 
 
 def _muscle_mode(img: np.ndarray, body: np.ndarray, muscle_dist: np.ndarray, p: ClassicalParams) -> tuple[float | None, float]:
