@@ -71,6 +71,14 @@ def capsular_margin(volume: Volume, mask: np.ndarray, margin_mm: float, *, air_t
     return out
 
 
+def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Bounding box of a bool mask as slices, or None when it is empty."""
+    idx = [np.nonzero(mask.any(axis=tuple(j for j in range(mask.ndim) if j != a)))[0] for a in range(mask.ndim)]
+    if any(i.size == 0 for i in idx):
+        return None
+    return tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)
+
+
 def segment_liver(
     volume: Volume,
     *,
@@ -145,14 +153,17 @@ def segment_liver(
         lobes = np.zeros(mask.shape, np.uint8)
         notes.append("no liver found")
     vml = volume.voxel_volume_mm3 / 1000.0
-    vals = volume.array[mask]
+    box = _bbox(mask)
+    vals = volume.array[box][mask[box]] if box is not None else np.zeros(0, np.float32)
+    q25, q50, q75 = np.percentile(vals, [25, 50, 75]) if vals.size else (None, None, None)
+    lobe_counts = np.bincount(lobes[box][mask[box]], minlength=3) if box is not None else np.zeros(3, int)
     summary = LiverSummary(
         method=method_name,
-        volume_ml=round(float(mask.sum()) * vml, 1),
-        hu_median=round(float(np.median(vals)), 1) if vals.size else None,
-        hu_iqr=(round(float(np.percentile(vals, 25)), 1), round(float(np.percentile(vals, 75)), 1)) if vals.size else None,
-        right_lobe_ml=round(float((lobes == 1).sum()) * vml, 1),
-        left_lobe_ml=round(float((lobes == 2).sum()) * vml, 1),
+        volume_ml=round(float(vals.size) * vml, 1),
+        hu_median=round(float(q50), 1) if vals.size else None,
+        hu_iqr=(round(float(q25), 1), round(float(q75), 1)) if vals.size else None,
+        right_lobe_ml=round(float(lobe_counts[1]) * vml, 1),
+        left_lobe_ml=round(float(lobe_counts[2]) * vml, 1),
         capsular_margin_mm=float(capsular_margin_mm),
         notes=notes,
     )

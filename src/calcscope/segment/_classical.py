@@ -134,7 +134,27 @@ def coarse_image(volume: Volume, work_spacing_mm: float) -> tuple[Canonical, np.
     return can, img, sp, factors  # type: ignore[return-value]
 
 
+_BODY_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
 def _body_mask(img: np.ndarray, thr: float) -> np.ndarray:
+    """Body (largest dense component, holes filled slice by slice); the last result is kept.
+
+    The cache is keyed on the image's identity, so the segmentation, the lobe split and the phase
+    estimate of one volume (which share the coarse image) compute it once. Callers must not
+    modify the returned array.
+    """
+    key = (id(img), img.shape, float(thr))
+    hit = _BODY_CACHE.get(key)
+    if hit is not None and hit[0] is img:  # the entry holds the image, so its id cannot be reused
+        return hit[1]
+    body = _body_mask_uncached(img, thr)
+    _BODY_CACHE.clear()
+    _BODY_CACHE[key] = (img, body)
+    return body
+
+
+def _body_mask_uncached(img: np.ndarray, thr: float) -> np.ndarray:
     dense = img > thr
     dense = ndi.binary_opening(dense, structure=np.ones((1, 3, 3), bool))
     lab, counts = largest_components(dense, connectivity=6)
@@ -347,16 +367,17 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
     out_mean = ndi.gaussian_filter(np.where(outside, img, 0).astype(np.float32), [p.local_mean_sigma_mm / s for s in sp], mode="nearest")
     out_mean = np.where(wo > 1e-3, out_mean / np.maximum(wo, 1e-3), -1000.0).astype(np.float32)
     src_f = src
-    mask_can = _upsample_refine(
+    mask = np.zeros(volume.shape, bool)
+    mask_can = can.from_native(mask)  # a view: the canonical result is written straight into the native array
+    _upsample_refine(
         soft, local_mean, out_mean, src_f, factors, can.spacing_zyx,
         drop_below_hu=p.refine_drop_below_hu, add_within_hu=p.refine_add_within_hu,
-        level=_offset_level(p.boundary_offset_mm, p.smooth_sigma_mm), mode=p.refine_mode,
+        level=_offset_level(p.boundary_offset_mm, p.smooth_sigma_mm), mode=p.refine_mode, out=mask_can,
     )
     if ivc is not None:
         up = _upsample_nearest(ivc, factors, mask_can.shape)
         if up is not None:
             mask_can[up[0]] &= ~up[1]
-    mask = can.to_native(mask_can)
     dbg: dict[str, Any] = {}
     if debug:
         dbg = dict(img=img, body=body, lungs=lungs, roi=roi, cand=cand, seed=seed, grown=grown, liver=liver, spacing=sp, can=can)
@@ -532,17 +553,21 @@ def _upsample_refine(
     band: tuple[float, float] = (0.03, 0.97),
     level: float = 0.5,
     mode: str = "partial_volume",
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Up-sample a [0, 1] map to the fine grid and settle the boundary band on fine intensities.
 
-    Inside the band around the coarse boundary, a fine voxel is kept when the coarse map says
-    liver and its lightly smoothed value is not below ``local_mean - drop_below_hu`` (fat or air
-    cut away), and added when the coarse map says outside but its value lies within
-    ``add_within_hu`` of the local liver mean (partial-volume liver recovered). Only the
-    bounding box of the object is processed.
+    Inside the band around the coarse boundary, with ``mode="partial_volume"`` (default) a fine
+    voxel is liver when its lightly smoothed (in-plane) value is nearer the local liver mean than
+    the local mean of the surroundings. With any other mode it is kept when the coarse map says
+    liver and its value is not below ``local_mean - drop_below_hu``, and added when the coarse map
+    says outside but its value lies within ``add_within_hu`` of the local liver mean. Only the
+    bounding box of the object is processed, one fine slice at a time; the result is written
+    into ``out`` (a new array when None) and returned.
     """
     shape = fine.shape
-    out = np.zeros(shape, bool)
+    if out is None:
+        out = np.zeros(shape, bool)
     nz_idx = np.nonzero(soft > 0.02)
     if nz_idx[0].size == 0:
         return out
