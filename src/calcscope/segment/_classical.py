@@ -357,15 +357,23 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
     if p.ivc_min_gap_hu > 0 and liver.any():
         liver, ivc = _remove_ivc(gimg, liver, body, sp, liver_hu=mode, min_gap_hu=max(p.ivc_min_gap_hu, sigma),
                                  edge_mm=p.ivc_edge_mm, notes=notes)
-    soft = ndi.gaussian_filter(liver.astype(np.float32), sigma=[p.smooth_sigma_mm / s for s in sp], mode="nearest")
-
-    w = ndi.gaussian_filter(liver.astype(np.float32), [p.local_mean_sigma_mm * 2 / s for s in sp], mode="nearest")
-    local_mean = ndi.gaussian_filter(np.where(liver, img, 0).astype(np.float32), [p.local_mean_sigma_mm * 2 / s for s in sp], mode="nearest")
-    local_mean = np.where(w > 1e-3, local_mean / np.maximum(w, 1e-3), mode).astype(np.float32)
-    outside = body & ~liver
-    wo = ndi.gaussian_filter(outside.astype(np.float32), [p.local_mean_sigma_mm / s for s in sp], mode="nearest")
-    out_mean = ndi.gaussian_filter(np.where(outside, img, 0).astype(np.float32), [p.local_mean_sigma_mm / s for s in sp], mode="nearest")
-    out_mean = np.where(wo > 1e-3, out_mean / np.maximum(wo, 1e-3), -1000.0).astype(np.float32)
+    # smoothed mask and local means, needed only around the liver: computed in its box
+    # grown by four of the widest Gaussian's sigmas (values there match a whole-grid filter)
+    soft = np.zeros(img.shape, np.float32)
+    local_mean = np.full(img.shape, mode, np.float32)
+    out_mean = np.full(img.shape, -1000.0, np.float32)
+    if liver.any():
+        bx = _grown_box(liver, [int(np.ceil(4 * 2 * p.local_mean_sigma_mm / s)) + 3 for s in sp])
+        lv, im, ot = liver[bx], img[bx], body[bx] & ~liver[bx]
+        soft[bx] = ndi.gaussian_filter(lv.astype(np.float32), sigma=[p.smooth_sigma_mm / s for s in sp], mode="nearest")
+        sg2 = [p.local_mean_sigma_mm * 2 / s for s in sp]
+        w = ndi.gaussian_filter(lv.astype(np.float32), sg2, mode="nearest")
+        lm = ndi.gaussian_filter(np.where(lv, im, 0).astype(np.float32), sg2, mode="nearest")
+        local_mean[bx] = np.where(w > 1e-3, lm / np.maximum(w, 1e-3), mode)
+        sg1 = [p.local_mean_sigma_mm / s for s in sp]
+        wo = ndi.gaussian_filter(ot.astype(np.float32), sg1, mode="nearest")
+        om = ndi.gaussian_filter(np.where(ot, im, 0).astype(np.float32), sg1, mode="nearest")
+        out_mean[bx] = np.where(wo > 1e-3, om / np.maximum(wo, 1e-3), -1000.0)
     src_f = src
     mask = np.zeros(volume.shape, bool)
     mask_can = can.from_native(mask)  # a view: the canonical result is written straight into the native array
