@@ -22,22 +22,52 @@ def phantoms():
     return {ph: synth.generate_phantom("calcified_metastases", seed=0, phase=ph) for ph in PHASES}
 
 
-# measured Dice (seed 0, docs/segmentation.md): 0.912, 0.926, 0.968, 0.964 -> thresholds about 0.01 lower
-MIN_DICE = {"non_contrast": 0.90, "arterial": 0.915, "portal_venous": 0.955, "delayed": 0.95}
+# measured Dice (seed 0, docs/segmentation.md): 0.968, 0.970, 0.977, 0.972 -> thresholds about 0.01 lower
+MIN_DICE = {"non_contrast": 0.958, "arterial": 0.96, "portal_venous": 0.967, "delayed": 0.962}
+# share of the IVC inside the liver mask (measured 0.00, 0.09, 0.00, 0.24): it is subtracted where its
+# attenuation differs from liver; in the delayed phase (11 HU apart) only partly
+MAX_IVC = {"non_contrast": 0.03, "arterial": 0.15, "portal_venous": 0.03, "delayed": 0.32}
 
 
-@pytest.mark.parametrize("phase", ["non_contrast", "portal_venous"])
-def test_phantom_dice(phantoms, phase):
+@pytest.fixture(scope="module")
+def segmentations(phantoms):
+    return {ph: segment_liver(p.volume) for ph, p in phantoms.items()}
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_phantom_dice(phantoms, segmentations, phase):
     ph = phantoms[phase]
     truth = ph.organs == 1
-    seg = segment_liver(ph.volume)
+    seg = segmentations[phase]
     assert _dice(seg.mask, truth) >= MIN_DICE[phase]
-    # findings placed in the liver stay inside the mask (including the capsular margin)
+    # findings placed in the liver (subcapsular metastases included) stay inside the mask or its margin
     inside = [
         (seg.mask | seg.margin)[tuple(int(round(c)) for c in o.centre_voxel)]
         for o in ph.truth.objects
     ]
-    assert np.mean(inside) >= 0.8
+    assert all(inside)
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_neighbours_outside(phantoms, segmentations, phase):
+    ph = phantoms[phase]
+    seg = segmentations[phase]
+    share = {name: (seg.mask & (ph.organs == synth.ORGAN_LABELS[name])).sum() / (ph.organs == synth.ORGAN_LABELS[name]).sum()
+             for name in ("ivc", "portal_vein", "gallbladder", "stomach", "muscle", "spleen", "kidney_right")}
+    assert share["ivc"] <= MAX_IVC[phase]
+    assert share["muscle"] <= 0.05  # body-wall and paraspinal muscle (measured 0.02-0.03)
+    for name in ("portal_vein", "gallbladder", "stomach", "spleen", "kidney_right"):
+        assert share[name] <= 0.06, name
+
+
+def test_subcapsular_metastases_inside():
+    # seed 1 places three metastases flush with the capsule (18-25 mm); before the surface-bite
+    # closing they were cut out of the portal-venous mask
+    ph = synth.generate_phantom("calcified_metastases", seed=1, phase="portal_venous")
+    seg = segment_liver(ph.volume)
+    for o in ph.truth.objects:
+        assert (seg.mask | seg.margin)[tuple(int(round(c)) for c in o.centre_voxel)], o.id
+    assert _dice(seg.mask, ph.organs == 1) >= 0.965  # measured 0.974
 
 
 @pytest.mark.parametrize("phase", PHASES)
@@ -46,6 +76,9 @@ def test_phase_estimate_on_phantoms(phantoms, phase):
     est = estimate_phase(ph.volume, ph.organs == 1)
     assert est.phase == Phase(phase), est.reason
     assert est.aorta_hu is not None and est.liver_hu is not None
+    # the aorta is read from the aorta itself (phantom aorta 39 / 299 / 164 / 104 HU)
+    true_aorta = float(np.median(ph.volume.array[ph.organs == synth.ORGAN_LABELS["aorta"]]))
+    assert est.aorta_hu == pytest.approx(true_aorta, abs=max(8.0, 0.08 * true_aorta))
 
 
 def test_lobes_on_phantoms(phantoms):

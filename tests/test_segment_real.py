@@ -16,12 +16,13 @@ TS = DATA / "totalseg-example-ct"
 DCMQI = DATA / "dcmqi-ct3slice-liver"
 
 # (case id, CT, reference mask, liver label, minimum Dice, expected phase)
-# Minimum Dice = measured value minus about 0.01 (docs/segmentation.md lists the measurements).
+# Minimum Dice = measured value minus about 0.006-0.008 (docs/segmentation.md lists the measurements:
+# 0.921, 0.958, 0.920).
 CASES = [
-    ("noncontrast_nifti", TS / "example_ct.nii.gz", TS / "example_seg_fast_force_split.nii.gz", 5, 0.90, Phase.NON_CONTRAST),
-    ("contrast_dicom", TS / "example_ct_dicom", TS / "example_seg_dicom.nii.gz", 5, 0.945, Phase.PORTAL_VENOUS),
+    ("noncontrast_nifti", TS / "example_ct.nii.gz", TS / "example_seg_fast_force_split.nii.gz", 5, 0.915, Phase.NON_CONTRAST),
+    ("contrast_dicom", TS / "example_ct_dicom", TS / "example_seg_dicom.nii.gz", 5, 0.95, Phase.PORTAL_VENOUS),
     # the dcmqi reference outline lies 3-5 mm outside the liver edge (fat included), which caps Dice
-    ("dcmqi_3slice", DCMQI / "ct-3slice", DCMQI / "liver_seg.nrrd", 1, 0.88, Phase.NON_CONTRAST),
+    ("dcmqi_3slice", DCMQI / "ct-3slice", DCMQI / "liver_seg.nrrd", 1, 0.912, Phase.NON_CONTRAST),
 ]
 
 
@@ -97,3 +98,22 @@ def test_phase_values_on_contrast_case(results):
     # TotalSegmentator's aorta label measures a median of 151 HU on this series
     assert est.aorta_hu == pytest.approx(151, abs=25)
     assert est.portal_vein_hu > est.liver_hu
+
+
+def test_phase_values_on_noncontrast_case(results):
+    vol, _, seg = results["noncontrast_nifti"]
+    est = estimate_phase(vol, seg.mask)
+    # the aorta of this scan is about 42 HU (TotalSegmentator's aorta label: median 41 HU); the
+    # osteopenic vertebral body in front of which it lies must not be read instead (it is ~100 HU)
+    assert est.aorta_hu == pytest.approx(42, abs=8)
+    assert est.liver_hu == pytest.approx(47, abs=5)
+
+
+def test_equal_density_neighbours_mostly_outside(results):
+    # TotalSegmentator labels of the non-contrast case: stomach 6, gallbladder 4, IVC 63, bowel 18-20
+    vol, _, seg = results["noncontrast_nifti"]
+    labels = load_mask_like(TS / "example_seg_fast_force_split.nii.gz", vol)
+    limits = {6: 0.06, 4: 0.06, 63: 0.2, 18: 0.01, 19: 0.01, 20: 0.01}  # measured 0.03, 0.02, 0.13, 0, 0, 0
+    for label, limit in limits.items():
+        organ = labels == label
+        assert (seg.mask & organ).sum() / organ.sum() <= limit, label
