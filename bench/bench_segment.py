@@ -97,7 +97,7 @@ def accuracy(seeds=(0, 1, 2)) -> None:
         dt = time.perf_counter() - t
         est = estimate_phase(vol, seg.mask)
         vd = (seg.mask.sum() - truth.sum()) / truth.sum() * 100
-        rows.append((name, _dice(seg.mask, truth), vd, dt, est.phase.value))
+        rows.append((name, _dice(seg.mask, truth), vd, dt, est.phase.value, est.aorta_hu, "", ""))
     from calcscope import synth
 
     for phase in ("non_contrast", "arterial", "portal_venous", "delayed"):
@@ -109,11 +109,15 @@ def accuracy(seeds=(0, 1, 2)) -> None:
             dt = time.perf_counter() - t
             est = estimate_phase(ph.volume, seg.mask)
             vd = (seg.mask.sum() - truth.sum()) / truth.sum() * 100
-            rows.append((f"phantom {phase} seed {seed}", _dice(seg.mask, truth), vd, dt, est.phase.value))
-    print("| case | Dice | volume difference | time (s) | phase estimate |")
-    print("|---|---|---|---|---|")
-    for name, d, vd, dt, ph in rows:
-        print(f"| {name} | {d:.3f} | {vd:+.1f} % | {dt:.1f} | {ph} |")
+            keep = seg.mask | seg.margin
+            inside = sum(bool(keep[tuple(int(round(c)) for c in o.centre_voxel)]) for o in ph.truth.objects)
+            ivc = ph.organs == synth.ORGAN_LABELS["ivc"]
+            rows.append((f"phantom {phase} seed {seed}", _dice(seg.mask, truth), vd, dt, est.phase.value, est.aorta_hu,
+                         f"{inside}/{len(ph.truth.objects)}", f"{(seg.mask & ivc).sum() / ivc.sum() * 100:.0f} %"))
+    print("| case | Dice | volume difference | time (s) | phase estimate | aorta HU read | findings inside | IVC inside |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, d, vd, dt, ph, aorta, inside, ivc in rows:
+        print(f"| {name} | {d:.3f} | {vd:+.1f} % | {dt:.1f} | {ph} | {aorta} | {inside} | {ivc} |")
 
 
 def figure(out: Path = ROOT / "docs" / "img" / "segmentation_worst_slice.png") -> None:

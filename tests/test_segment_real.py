@@ -113,7 +113,7 @@ def test_equal_density_neighbours_mostly_outside(results):
     # TotalSegmentator labels of the non-contrast case: stomach 6, gallbladder 4, IVC 63, bowel 18-20
     vol, _, seg = results["noncontrast_nifti"]
     labels = load_mask_like(TS / "example_seg_fast_force_split.nii.gz", vol)
-    limits = {6: 0.06, 4: 0.06, 63: 0.2, 18: 0.01, 19: 0.01, 20: 0.01}  # measured 0.03, 0.02, 0.13, 0, 0, 0
+    limits = {6: 0.06, 4: 0.06, 63: 0.2, 18: 0.01, 19: 0.01, 20: 0.01}  # measured 0.03, 0.02, 0.11, 0, 0, 0
     for label, limit in limits.items():
         organ = labels == label
         assert (seg.mask & organ).sum() / organ.sum() <= limit, label

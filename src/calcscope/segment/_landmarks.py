@@ -35,7 +35,8 @@ def _ring(radii_mm: tuple[float, float], spacing_yx: tuple[float, float]) -> np.
     return ((d > r_in) & (d <= r_out)).astype(np.float32)
 
 
-def find_aorta(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float], *, disc_radius_mm: float = 6.0, wide_radius_mm: float = 14.0) -> AortaFit | None:
+def find_aorta(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float], *, disc_radius_mm: float = 6.0, wide_radius_mm: float = 14.0,
+                lumen_max_radius_mm: float = 16.0, centre_score_fraction: float = 0.7) -> AortaFit | None:
     """Locate the aorta as the round lumen standing out most from its surroundings, in front of the spine.
 
     In each slice the spine is the bone (> 180 HU) near the midline in the posterior half of the
@@ -45,7 +46,8 @@ def find_aorta(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float]
     ``wide_radius_mm``) the most. Scoring by contrast with the ring, not by brightness, finds the
     unenhanced aorta in its fat on non-contrast CT and skips the inside of larger structures (the
     cancellous bone of an osteopenic vertebral body, liver, IVC). The HU reported is the median
-    disc mean over slices. Returns None when no slice qualifies (e.g. no spine in the field of view).
+    disc mean over slices; the centre is the median over slices of the centroid of the probe
+    positions scoring at least ``centre_score_fraction`` of the best, joined to it. Returns None when no slice qualifies (e.g. no spine in the field of view).
     """
     nz, ny, nx = img.shape
     syy, sxx = sp[1], sp[2]
@@ -53,6 +55,7 @@ def find_aorta(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float]
     fp /= fp.sum()
     fw = _ring((disc_radius_mm + 3.0, wide_radius_mm), (syy, sxx))
     fw /= fw.sum()
+    yy, xx = np.mgrid[0:ny, 0:nx]
     vals, centres = [], []
     for z in range(nz):
         if not body[z].any():
@@ -67,6 +70,10 @@ def find_aorta(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float]
         bone = (img[z] > 180) & sel
         if bone.sum() * syy * sxx < 300.0:
             continue
+        # the spine is the largest bony component (calcifications in the liver or vessels are not)
+        blab, nb = ndi.label(bone, structure=np.ones((3, 3), bool))
+        if nb > 1:
+            bone = blab == int(np.argmax(np.bincount(blab.ravel())[1:]) + 1)
         by, bx = np.nonzero(bone)
         cy, cx = by.mean(), bx.mean()
         ya, yb_ = int(max(0, cy - 80.0 / syy)), int(max(0, cy - 20.0 / syy))
@@ -88,8 +95,17 @@ def find_aorta(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float]
             continue
         score = np.where(ok, mean - ring_mean, -np.inf)
         k = int(np.argmax(score))
-        vals.append(float(mean.flat[k]))
-        centres.append(np.unravel_index(k, (ny, nx)))
+        v = float(mean.flat[k])
+        cy0, cx0 = np.unravel_index(k, (ny, nx))
+        vals.append(v)
+        # centre of the lumen: in a lumen wider than the probe the best-scoring positions form a
+        # crescent around the centre; their centroid (positions scoring >= ``centre_score_fraction``
+        # of the best, joined to it, within ``lumen_max_radius_mm``) is taken
+        near = ((yy - cy0) * syy) ** 2 + ((xx - cx0) * sxx) ** 2 <= lumen_max_radius_mm**2
+        best = score[cy0, cx0]
+        lumen, _ = ndi.label(near & ok & (score >= centre_score_fraction * best))
+        ly, lx = np.nonzero(lumen == lumen[cy0, cx0])
+        centres.append((float(ly.mean()), float(lx.mean())))
     if not vals:
         return None
     c = np.median(np.asarray(centres, float), axis=0)

@@ -7,12 +7,10 @@ import numpy as np
 from ..model import Volume
 from ._classical import _body_mask, coarse_image
 from ._grid import block_reduce_mask, to_canonical
-from ._landmarks import find_aorta, find_gallbladder
+from ._landmarks import IVC_FROM_AORTA_MM, find_aorta, find_gallbladder, find_ivc
 
 __all__ = ["split_lobes", "cantlie_plane"]
 
-#: IVC centre relative to the aorta centre (mm, LPS x/y): right of it and slightly anterior
-_IVC_FROM_AORTA_MM = (-33.0, -12.0)
 #: default Cantlie direction when no gallbladder is seen: dx/dy going anteriorly (x falls to the right)
 _DEFAULT_SLOPE = 0.2
 
@@ -21,8 +19,9 @@ def cantlie_plane(volume: Volume, liver_mask: np.ndarray, *, work_spacing_mm: fl
     """Vertical Cantlie plane on the canonical grid as x = x0 + slope * (y - y0) in mm.
 
     Returns ((y0_mm, x0_mm), slope, notes); y0/x0 are canonical-grid millimetres (index x spacing).
-    The plane runs through the IVC (estimated from the aorta position, or the posterior-medial
-    liver edge when no aorta is found) and the gallbladder fossa (gallbladder centroid when a
+    The plane runs through the IVC (located by its attenuation right of the aorta, see
+    ``find_ivc``; placed at a fixed offset from the aorta when it enhances like the liver; the
+    posterior-medial liver edge when no aorta is found) and the gallbladder fossa (gallbladder centroid when a
     fluid-filled gallbladder is seen; otherwise a fixed anatomical obliquity).
     """
     notes: list[str] = []
@@ -36,17 +35,26 @@ def cantlie_plane(volume: Volume, liver_mask: np.ndarray, *, work_spacing_mm: fl
     keep[zs.min():zs.max() + 1] = True
     aorta = find_aorta(img, body & keep[:, None, None], sp)
     zz, yy, xx = np.nonzero(lm)
+    liver_hu = float(np.median(img[lm]))
+    ivc = None
     if aorta is not None:
-        ivc_y = aorta.centre_yx[0] * sp[1] + _IVC_FROM_AORTA_MM[1]
-        ivc_x = aorta.centre_yx[1] * sp[2] + _IVC_FROM_AORTA_MM[0]
-        notes.append("IVC placed from the aorta position")
+        ivc = find_ivc(img, (int(zs.min()), int(zs.max())), aorta, sp, liver_hu=liver_hu)
+        if ivc.any(axis=(1, 2)).sum() < 0.3 * zs.size:
+            ivc = None
+    if ivc is not None:
+        iz, iy, ix = np.nonzero(ivc)
+        ivc_y, ivc_x = float(np.median(iy)) * sp[1], float(np.median(ix)) * sp[2]
+        notes.append("IVC located by its attenuation right of the aorta")
+    elif aorta is not None:
+        ivc_y = aorta.centre_yx[0] * sp[1] + IVC_FROM_AORTA_MM[0]
+        ivc_x = aorta.centre_yx[1] * sp[2] + IVC_FROM_AORTA_MM[1]
+        notes.append("IVC placed from the aorta position (its attenuation equals the liver's)")
     else:
         # posterior-medial corner of the liver
         sel = yy >= np.percentile(yy, 75)
         ivc_y = float(np.median(yy[sel])) * sp[1]
         ivc_x = float(np.percentile(xx[sel], 90)) * sp[2]
         notes.append("aorta not found; IVC placed at the posterior-medial liver edge")
-    liver_hu = float(np.median(img[lm]))
     gb = find_gallbladder(img, lm, sp, liver_hu=liver_hu)
     slope = _DEFAULT_SLOPE
     if gb is not None:
