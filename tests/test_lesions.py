@@ -182,3 +182,38 @@ def test_empty_liver_and_homogeneous_liver():
     det = find_lesions(vol, liver, phase="non_contrast")
     assert det.labels.max() == 0
     assert describe_lesions(vol, det.labels, liver=liver, lobes=None, parenchyma_hu=60, noise_hu=12) == []
+
+
+def test_hyperdense_mass_found_and_vessel_like_tube_not():
+    """A 30 mm mass 25 HU brighter than the liver is found; a bright tube (vessel) is not."""
+    vol, liver, truth = _block(spheres=[((50, 75, 75), 30.0, 85.0)], seed=3)
+    zz, yy, xx = _grid(vol.shape, SPACING)
+    tube = ((yy - 110) ** 2 + (xx - 110) ** 2 <= 3.5**2) & liver
+    arr = vol.array.astype(np.float32)
+    arr[tube] = 160.0
+    vol = Volume(array=arr.astype(np.int16), spacing_zyx=SPACING)
+    det = find_lesions(vol, liver, phase="arterial", vessels=tube)
+    m = _match(truth, det.labels)
+    assert m[1][0] is not None and m[1][1] >= 0.75
+    assert det.labels.max() == 1
+    assert not (det.labels[tube] > 0).any()
+    off = find_lesions(vol, liver, phase="arterial", vessels=tube, detect_masses=False)
+    assert off.labels.max() == 0
+
+
+def test_rim_calcified_cyst_outside_the_liver_mask_is_searched():
+    """A 36 mm cyst with a calcified wall, cut out of the liver mask, is still found."""
+    cen, d = (50, 75, 75), 36.0
+    vol, liver, truth = _block(spheres=[(cen, d, 20.0)], seed=4)
+    zz, yy, xx = _grid(vol.shape, SPACING)
+    r = np.sqrt((zz - cen[0]) ** 2 + (yy - cen[1]) ** 2 + (xx - cen[2]) ** 2)
+    wall = (r > d / 2) & (r <= d / 2 + 2.5) & (xx < 95)  # an arc, not a closed shell
+    arr = vol.array.astype(np.float32)
+    arr[wall] = 400.0
+    vol = Volume(array=arr.astype(np.int16), spacing_zyx=SPACING)
+    cut = liver & ~(r <= d / 2 + 2.5)
+    det = find_lesions(vol, cut, phase="non_contrast", calcifications=wall)
+    m = _match(truth, det.labels)
+    assert m[1][0] is not None and m[1][1] >= 0.8
+    none = find_lesions(vol, cut, phase="non_contrast", calcifications=wall, include_calcified_cavities=False)
+    assert _match(truth, none.labels)[1][0] is None

@@ -361,6 +361,57 @@ def is_tubular(shape: dict[str, float], *, min_ratio: float = 4.0, min_elongatio
 # --------------------------------------------------------------------------------------
 
 
+def calcified_cavities(
+    image: np.ndarray,
+    calcium: np.ndarray,
+    liver: np.ndarray,
+    spacing_zyx: tuple[float, float, float],
+    *,
+    min_extent_mm: float = 15.0,
+    min_hull_ratio: float = 2.5,
+    min_contrast_hu: float = 10.0,
+    fat_hu: float = -30.0,
+) -> np.ndarray:
+    """Interiors of calcified shells (rim-calcified cysts) that touch the liver.
+
+    A liver segmentation often stops at a calcified wall and leaves a rim-calcified cyst
+    (hydatid cyst, old haematoma or abscess) outside the mask. A calcification component
+    whose convex hull is at least ``min_hull_ratio`` times its own volume and
+    ``min_extent_mm`` across encloses space; that space is returned (added to the lesion
+    search domain) when its median HU is soft tissue or fluid (above ``fat_hu``) and at
+    least ``min_contrast_hu`` below the liver's median, i.e. a hypodense cavity rather
+    than liver parenchyma or fat.
+
+    Returns a bool array on the grid of ``image``.
+    """
+    from skimage.morphology import convex_hull_image
+
+    out = np.zeros(calcium.shape, bool)
+    if not calcium.any() or not liver.any():
+        return out
+    liver_hu = float(np.median(image[liver]))
+    lab = cc3d.connected_components(calcium, connectivity=26)
+    vox = float(np.prod(spacing_zyx))
+    for i, box in enumerate(ndi.find_objects(lab), start=1):
+        if box is None:
+            continue
+        comp = lab[box] == i
+        ext = max((b.stop - b.start) * s for b, s in zip(box, spacing_zyx))
+        if ext < min_extent_mm or comp.sum() < 10:
+            continue
+        hull = convex_hull_image(comp)
+        if hull.sum() < min_hull_ratio * comp.sum():
+            continue
+        inner = hull & ~ndi.binary_dilation(comp, iterations=1)
+        if inner.sum() * vox < np.pi / 6.0 * (0.5 * min_extent_mm) ** 3:
+            continue
+        med = float(np.median(image[box][inner]))
+        if not (fat_hu < med < liver_hu - min_contrast_hu):
+            continue
+        out[box] |= hull
+    return out
+
+
 def _split_touching(comp: np.ndarray, spacing_zyx: tuple[float, ...], *, h_mm: float) -> np.ndarray:
     """Split a binary component at narrow necks: watershed of the distance map.
 
@@ -405,6 +456,61 @@ def _candidates(
     return np.isin(lab, keep), seeds, t_seed, t_grow
 
 
+def _mass_candidates(
+    grid: LiverGrid,
+    hypodense: np.ndarray,
+    *,
+    sigma_mm: float,
+    k_sd: float,
+    min_contrast_hu: float,
+    min_diameter_mm: float,
+) -> list[tuple[tuple[slice, ...], np.ndarray, int]]:
+    """Large compact regions whose broad-scale mean HU differs from the parenchyma.
+
+    The usable block means (calcium, enhanced vessels and very bright voxels left out) are
+    smoothed at ``sigma_mm``; voxels of the deep liver differing from the parenchyma by
+    ``max(k_sd * SD, min_contrast_hu)`` on either side form candidates (the sign of the
+    median difference says darker (-1) or brighter (+1)). Components overlapping a
+    hypodense candidate already found are left to the hypodense path.
+    """
+    big = normalized_smooth(grid.mean_hu, grid.weight, grid.spacing_zyx, sigma_mm)
+    ok = grid.deep & (grid.weight > 0.5)
+    vals = big[ok]
+    if vals.size < 50:
+        return []
+    par = grid.parenchyma_hu
+    sd = float(1.4826 * np.median(np.abs(vals - np.median(vals))))
+    thr = max(k_sd * sd, min_contrast_hu)
+    diff = big - par
+    out: list[tuple[tuple[slice, ...], np.ndarray, int]] = []
+    min_vol = np.pi / 6.0 * min_diameter_mm**3
+    for sign in (+1, -1):
+        m = (sign * diff > thr) & grid.liver
+        seed = m & grid.deep
+        lab = cc3d.connected_components(m, connectivity=6)
+        for i, box in enumerate(ndi.find_objects(lab), start=1):
+            if box is None:
+                continue
+            comp = lab[box] == i
+            if not (comp & seed[box]).any():
+                continue
+            shape = component_shape(comp, grid.spacing_zyx)
+            if shape["volume_mm3"] < min_vol or is_tubular(shape, min_ratio=3.0, min_elongation=2.5):
+                continue
+            out.append((box, comp, sign))
+    return out
+
+
+def _overlap(a: np.ndarray, box_a: tuple[slice, ...], b: np.ndarray, box_b: tuple[slice, ...]) -> bool:
+    """True when two boxed masks (boxes in the same frame) share a voxel."""
+    inter = tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(box_a, box_b))
+    if any(sl.stop <= sl.start for sl in inter):
+        return False
+    sa = tuple(slice(i.start - x.start, i.stop - x.start) for i, x in zip(inter, box_a))
+    sb = tuple(slice(i.start - y.start, i.stop - y.start) for i, y in zip(inter, box_b))
+    return bool((a[sa] & b[sb]).any())
+
+
 def _refine(
     full_img: np.ndarray,
     full_liver: np.ndarray,
@@ -418,8 +524,12 @@ def _refine(
     sigma_mm: float,
     margin_mm: float,
     rim_mm: float,
+    sign: int = -1,
+    noise_hu: float | None = None,
 ) -> np.ndarray:
     """Full-resolution segmentation of one lesion in its box at the half-contrast level.
+
+    ``sign`` is -1 for a lesion darker than the parenchyma, +1 for a brighter one.
 
     ``core`` is the detection component (it bounds the search zone), ``seed`` its darkest
     part, whose raw median HU is the lesion's attenuation.
@@ -435,9 +545,20 @@ def _refine(
             inner = er
     core_hu = float(np.median(full_img[inner])) if inner.any() else float(np.median(sm[core]))
     thr = 0.5 * (parenchyma_hu + core_hu)
+    # low contrast: smooth more, until the smoothed noise is a third of the half-contrast
+    if noise_hu is not None and np.isfinite(noise_hu):
+        half = 0.5 * abs(core_hu - parenchyma_hu)
+        for sig in (1.2 * sigma_mm, 2.0 * sigma_mm, 3.0 * sigma_mm):
+            # white noise after a 3-D Gaussian: SD / sqrt((2 sqrt(pi))^3 prod(sigma_vox))
+            cur = sigma_mm
+            nvox = (2.0 * np.sqrt(np.pi)) ** 3 * float(np.prod([max(cur / s, 0.5) for s in spacing_zyx]))
+            if noise_hu / np.sqrt(nvox) <= half / 3.0:
+                break
+            sigma_mm = sig
+            sm = normalized_smooth(full_img, valid, spacing_zyx, sigma_mm)
     dist_out = ndi.distance_transform_edt(~core, sampling=spacing_zyx)
     zone = (dist_out <= margin_mm) & full_liver
-    reg = (sm < thr) & zone & ~full_excluded
+    reg = (sign * (sm - thr) > 0) & zone & ~full_excluded
     # the partial-volume rim of the liver surface only next to the lesion's deep part
     depth = edt_mm(full_liver, spacing_zyx)
     deep_reg = reg & (depth > rim_mm)
@@ -465,7 +586,8 @@ def _refine(
     for z in range(reg.shape[0]):
         if reg[z].any():
             reg[z] = ndi.binary_fill_holes(reg[z])
-    reg = _absorb_bright_rim(full_img, reg, full_liver & ~full_excluded, spacing_zyx, parenchyma_hu=parenchyma_hu)
+    if sign < 0:
+        reg = _absorb_bright_rim(full_img, reg, full_liver & ~full_excluded, spacing_zyx, parenchyma_hu=parenchyma_hu)
     return reg & full_liver
 
 
@@ -523,6 +645,12 @@ def find_lesions(
     split_neck_mm: float = 2.0,
     min_lesion_hu: float = -30.0,
     min_voxels: int = 4,
+    include_calcified_cavities: bool = True,
+    detect_masses: bool = True,
+    mass_smoothing_mm: float = 4.0,
+    k_mass: float = 5.0,
+    mass_min_contrast_hu: float = 8.0,
+    mass_min_diameter_mm: float = 20.0,
 ) -> LesionDetection:
     """Find and segment focal hypodense lesions inside the liver.
 
@@ -566,6 +694,17 @@ def find_lesions(
         not reported as lesions.
     min_voxels: int
         Fewest voxels of a lesion (guards the size limit on coarse grids).
+    include_calcified_cavities: bool
+        Add the interiors of calcified shells touching the liver to the search domain
+        (see :func:`calcified_cavities`): a rim-calcified cyst that the liver
+        segmentation excluded is still found.
+    detect_masses: bool
+        Also look for large masses that differ from the parenchyma in either direction
+        (hyperdense, or heterogeneous and barely hypodense) at the broad scale
+        ``mass_smoothing_mm``: a candidate's mean must differ from the parenchyma by
+        ``k_mass`` SDs of that scale and ``mass_min_contrast_hu``, be at least
+        ``mass_min_diameter_mm`` across (equivalent sphere), compact (not tubular) and
+        not mostly enhanced vessel.
 
     Returns
     -------
@@ -581,6 +720,9 @@ def find_lesions(
     calc_full = None if calc_full is None else calc_full > 0
     ves_full = label_array_of(vessels)
     ves_full = None if ves_full is None else ves_full > 0
+    if calc_full is not None and include_calcified_cavities:
+        # rim-calcified cysts the liver segmentation left outside its mask
+        liv = liv | calcified_cavities(volume.array, calc_full, liv, volume.spacing_zyx)
     exclude = None
     for m in (calc_full, ves_full):
         if m is not None:
@@ -603,7 +745,8 @@ def find_lesions(
     lab = cc3d.connected_components(cand, connectivity=6)
     tubular_small = np.zeros_like(cand)
     min_vol_mm3 = np.pi / 6.0 * (0.9 * min_diameter_mm) ** 3
-    pieces: list[tuple[tuple[slice, ...], np.ndarray]] = []
+    # (detection-grid box, component, seed part, sign: -1 darker / +1 brighter than liver)
+    pieces: list[tuple[tuple[slice, ...], np.ndarray, np.ndarray, int, bool]] = []
     for i, box in enumerate(ndi.find_objects(lab), start=1):
         if box is None:
             continue
@@ -624,7 +767,7 @@ def find_lesions(
                 core[sb] = sub[sb] == j
                 cshape = component_shape(core[sb], sp)
                 if cshape["volume_mm3"] >= 0.5 * min_vol_mm3 and not is_tubular(cshape):
-                    pieces.append((box, core))
+                    pieces.append((box, core, core & seeds[box], -1, False))
                     kept_any = True
             rejected["tubular"] += 1
             if not kept_any:
@@ -634,7 +777,14 @@ def find_lesions(
         if shape["sphere_ratio"] > 1.6:
             parts = _split_touching(comp, sp, h_mm=split_neck_mm)
         for j in range(1, int(parts.max()) + 1):
-            pieces.append((box, parts == j))
+            pieces.append((box, parts == j, (parts == j) & seeds[box], -1, False))
+    if detect_masses:
+        # large masses that are not (or not clearly) hypodense: two-sided test at a broad scale
+        for box, comp, sign in _mass_candidates(
+            grid, cand, sigma_mm=mass_smoothing_mm, k_sd=k_mass, min_contrast_hu=mass_min_contrast_hu,
+            min_diameter_mm=mass_min_diameter_mm,
+        ):
+            pieces.append((box, comp, comp, sign, True))
 
     # full-resolution refinement
     full_img = volume.array[grid.crop].astype(np.float32)
@@ -644,8 +794,9 @@ def find_lesions(
     out = np.zeros(full_liv.shape, np.int32)
     regions: list[np.ndarray] = []
     boxes: list[tuple[slice, ...]] = []
-    for box, comp in pieces:
-        seed_small = comp & seeds[box]
+    signs_acc: list[int] = []
+    mass_flags: list[bool] = []
+    for box, comp, seed_small, sign, is_mass in pieces:
         fbox_lo = [b.start * f for b, f in zip(box, grid.factors)]
         fbox_hi = [min(b.stop * f, n) for b, f, n in zip(box, grid.factors, full_liv.shape)]
         size_mm = max((hi - lo) * s for lo, hi, s in zip(fbox_lo, fbox_hi, fsp))
@@ -677,15 +828,27 @@ def find_lesions(
             full_img[fb], full_liv[fb], grid.excluded_full[fb],
             None if full_calc is None else full_calc[fb], core_full, seed_full, fsp,
             parenchyma_hu=grid.parenchyma_hu, sigma_mm=refine_sigma_mm, margin_mm=margin_mm, rim_mm=rim_mm,
+            sign=sign, noise_hu=grid.noise_hu,
         )
+        signs_acc.append(sign)
+        mass_flags.append(is_mass)
         regions.append(reg)
         boxes.append(fb)
 
     # acceptance on the refined masks, then paint without overlap
     vox = volume.voxel_volume_mm3
     accepted = []
-    for reg, fb in zip(regions, boxes):
+    taken = np.zeros(full_liv.shape, bool)
+    for reg, fb, sign, is_mass in zip(regions, boxes, signs_acc, mass_flags):
         n = int(reg.sum())
+        merge_idx: list[int] = []
+        if is_mass and (taken[fb] & reg).sum() > 0.2 * max(n, 1):
+            # found (perhaps in pieces) by the hypodense path: the mass replaces its pieces
+            # when it joins several of them or is much larger than they are
+            merge_idx = [j for j, (r2, b2) in enumerate(accepted) if _overlap(reg, fb, r2, b2)]
+            covered = sum(int(accepted[j][0].sum()) for j in merge_idx)
+            if len(merge_idx) < 2 and n < 1.5 * covered:
+                continue
         if n * vox < min_vol_mm3:
             rejected["small"] += 1
             continue
@@ -693,13 +856,19 @@ def find_lesions(
         if vals.size == 0:
             rejected["low_contrast"] += 1
             continue
-        if float(np.median(vals)) < min_lesion_hu:
+        if sign < 0 and float(np.median(vals)) < min_lesion_hu:
             rejected["fat"] = rejected.get("fat", 0) + 1  # fissure fat / gas, not a hypodense lesion
             continue
         if n < min_voxels:
             rejected["small"] += 1
             continue
-        contrast = grid.parenchyma_hu - float(np.median(vals))
+        contrast = sign * (float(np.median(vals)) - grid.parenchyma_hu)
+        if is_mass:
+            # a mass: its mean (incl. mixed interior) must differ, and it must not be a vessel
+            contrast = abs(float(np.mean(vals)) - grid.parenchyma_hu)
+            if ves_full is not None and (ves_full[grid.crop][fb] & ndi.binary_dilation(reg, iterations=1)).sum() > 0.2 * n:
+                rejected["vessel"] = rejected.get("vessel", 0) + 1
+                continue
         # contrast must stand out of the noise of the lesion's own mean
         if contrast < max(0.5 * min_contrast_hu, 4.0 * grid.noise_hu / np.sqrt(vals.size)):
             rejected["low_contrast"] += 1
@@ -708,7 +877,16 @@ def find_lesions(
         if is_tubular(shape):
             rejected["tubular"] += 1
             continue
+        if merge_idx:
+            parts = [(reg, fb)] + [accepted[j] for j in merge_idx]
+            ub = tuple(slice(min(b[a].start for _, b in parts), max(b[a].stop for _, b in parts)) for a in range(3))
+            union = np.zeros(tuple(b.stop - b.start for b in ub), bool)
+            for r2, b2 in parts:
+                union[tuple(slice(b.start - u.start, b.stop - u.start) for b, u in zip(b2, ub))] |= r2
+            accepted = [a for j, a in enumerate(accepted) if j not in merge_idx]
+            reg, fb = union, ub
         accepted.append((reg, fb))
+        taken[fb] |= reg
     # paint in acceptance order without overlap, then number by centroid (z, y, x)
     for k, (reg, fb) in enumerate(accepted, start=1):
         view = out[fb]
