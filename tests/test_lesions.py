@@ -217,3 +217,15 @@ def test_rim_calcified_cyst_outside_the_liver_mask_is_searched():
     assert m[1][0] is not None and m[1][1] >= 0.8
     none = find_lesions(vol, cut, phase="non_contrast", calcifications=wall, include_calcified_cavities=False)
     assert _match(truth, none.labels)[1][0] is None
+
+
+def test_hyperdense_mass_is_described_as_hyperdense():
+    vol, liver, truth = _block(spheres=[((50, 75, 75), 30.0, 90.0)], seed=5)
+    det = find_lesions(vol, liver, phase="delayed")
+    (f,) = describe_lesions(
+        vol, det.labels, liver=liver, lobes=None, parenchyma_hu=det.parenchyma_hu, noise_hu=det.noise_hu,
+        phase="delayed",
+    )
+    assert f.density == "hyperdense"
+    assert f.kind == "lesion"
+    assert abs(f.hu - 90.0) <= 6.0

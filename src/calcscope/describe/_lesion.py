@@ -247,7 +247,11 @@ def _describe_one(
         kind = "lesion"
         density = "hypodense" if (homogeneous and not signs) else "mixed"
         if contrast > -abs(th.ring_min_hu) and not signs:
-            density = "isodense"
+            # not clearly darker: brighter than the liver, or iso with (without) texture
+            if contrast >= abs(th.ring_min_hu):
+                density = "hyperdense" if homogeneous else "mixed"
+            else:
+                density = "isodense" if homogeneous else "mixed"
     if cyst and enhancement is None and phase in (Phase.ARTERIAL, Phase.PORTAL_VENOUS, Phase.DELAYED):
         enhancement = "none"
 
