@@ -397,8 +397,8 @@ def calcified_cavities(
             continue
         comp = lab[box] == i
         ext = max((b.stop - b.start) * s for b, s in zip(box, spacing_zyx))
-        if ext < min_extent_mm or comp.sum() < 10:
-            continue
+        if ext < min_extent_mm or comp.sum() < 10 or min(b.stop - b.start for b in box) < 3:
+            continue  # small, or flat (a plate encloses nothing; qhull needs 3-D input)
         hull = convex_hull_image(comp)
         if hull.sum() < min_hull_ratio * comp.sum():
             continue
