@@ -38,9 +38,9 @@ How a focus is found
    pool) that contain at least one voxel above the threshold, so thin partial-volume
    foci stay whole; then rejection of what is not calcification:
 
-   * ``extrahepatic``: more than :data:`MAX_OUTSIDE_FRACTION` of the component lies
-     outside the search region (rib, spine, aorta, kidney or bowel contrast
-     touching the margin);
+   * ``extrahepatic``: more than :data:`MAX_OUTSIDE_FRACTION` of the component, or more
+     than :data:`MAX_OUTSIDE_MM3` of it, lies outside the search region (rib, spine,
+     aorta, kidney or bowel contrast touching the margin);
    * ``vessel``: on contrast phases, a tubular component (elongation >=
      :data:`VESSEL_MIN_ELONGATION`, thickness <= :data:`VESSEL_MAX_THICKNESS_MM`)
      that is part of a larger vessel-tree component and whose peak stays within
@@ -90,8 +90,9 @@ K_VESSEL = 5.0
 K_LOW = 3.5
 #: bounds of the robust noise estimate (HU)
 NOISE_BOUNDS_HU = (4.0, 60.0)
-#: padding of the working box around the search region (mm)
-BOX_PAD_MM = 10.0
+#: padding of the working box around the search region (mm); wide enough that a rib or
+#: vertebra touching the margin shows how far it continues outside
+BOX_PAD_MM = 25.0
 #: Gaussian sigma used to find the vessel tree (mm)
 VESSEL_SMOOTH_MM = 1.0
 #: a smoothed voxel brighter than parenchyma by this much (HU) may be vessel
@@ -132,6 +133,10 @@ VESSEL_MAX_HU: dict[str, float] = {
 }
 #: a component with more than this fraction of voxels outside the search region is rejected
 MAX_OUTSIDE_FRACTION = 0.5
+#: ...or with more than this volume (mm³) outside it: no liver calcification continues into
+#: a quarter millilitre of dense tissue beyond the capsular margin, while a rib or costal
+#: cartilage caught by the liver mask does (seen on contrast CT of the shared example)
+MAX_OUTSIDE_MM3 = 250.0
 #: streak: in-plane length (mm) and fraction of dark ring voxels
 STREAK_MIN_LENGTH_MM = 8.0
 STREAK_MIN_DARK_FRACTION = 0.15
@@ -461,7 +466,8 @@ def find_calcifications(
             if in_region == 0:
                 continue  # entirely outside: not ours, not counted
             total = int(np.count_nonzero(comp))
-            if (total - in_region) > MAX_OUTSIDE_FRACTION * total:
+            outside = total - in_region
+            if outside > MAX_OUTSIDE_FRACTION * total or outside * vox_mm3 > MAX_OUTSIDE_MM3:
                 rejected["extrahepatic"] += 1
                 continue
             off = np.array([s.start for s in sl])
