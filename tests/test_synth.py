@@ -128,7 +128,7 @@ def test_determinism_same_seed_same_bytes():
 
 EXPECTED = {
     "normal": (0, None, False),
-    "calcified_metastases": (4, "scattered", False),
+    "calcified_metastases": (4, "clustered", False),
     "isolated_calcification": (1, "single", False),
     "duct_stones": (3, "clustered", True),
     "hydatid_cyst": (1, "single", False),

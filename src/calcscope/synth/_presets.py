@@ -135,8 +135,10 @@ def derive_distribution(calcs: list[tuple[str, str | None, str | None, np.ndarra
     """Distribution class of calcifications from (subtype, lobe, parent, centre_mm).
 
     none -> None; any capsular or septal -> capsular_septal_network; one object (or all in
-    one lesion/duct) -> single/clustered; eight or more free objects in both lobes ->
-    diffuse_even; all within 40 mm of their mean -> clustered; otherwise scattered.
+    one lesion/duct) -> single/clustered; every object inside a lesion (several lesions) ->
+    clustered, the "clustered within lesions" class of calcified metastases; eight or more
+    free objects in both lobes -> diffuse_even; all within 40 mm of their mean -> clustered;
+    otherwise scattered.
     """
     if not calcs:
         return None
@@ -146,6 +148,8 @@ def derive_distribution(calcs: list[tuple[str, str | None, str | None, np.ndarra
     parents = {c[2] for c in calcs}
     if len(calcs) == 1 or (len(parents) == 1 and None not in parents and not subtypes & {"beaded"}):
         return "single"
+    if None not in parents and not subtypes & {"beaded"}:
+        return "clustered"
     pts = np.array([c[3] for c in calcs])
     lobes = {c[1] for c in calcs}
     if len(calcs) >= 8 and lobes >= {"right", "left"} and None in parents:
