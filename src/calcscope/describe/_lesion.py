@@ -57,6 +57,31 @@ class LesionThresholds:
     #: HU above which a voxel inside a lesion counts as calcium (and at least parenchyma + this)
     calcium_hu: float = 200.0
     calcium_above_parenchyma_hu: float = 100.0
+    #: outer part of the lesion (fraction of its equivalent-sphere radius) searched for nodules
+    nodule_rim_fraction: float = 0.3
+    #: band outside the segmented boundary also searched (enhancing nodules are often cut off
+    #: the hypodense segmentation), mm
+    nodule_search_outside_mm: float = 3.0
+    #: a nodule's mean HU must lie within this fraction of the blood-pool HU
+    nodule_blood_pool_tolerance: float = 0.2
+    #: and exceed the parenchyma by at least this, HU
+    nodule_above_parenchyma_hu: float = 25.0
+    #: smallest nodule, mm³
+    nodule_min_volume_mm3: float = 8.0
+    #: share of a bright component that must lie in the searched rim (vessels passing by do not)
+    nodule_inside_fraction: float = 0.6
+    #: share of the lesion's directions covered by bright rim at and above which the
+    #: enhancement is a continuous ring rather than discrete nodules
+    ring_coverage: float = 0.7
+    #: Gaussian smoothing before the nodule / locule search, mm
+    smoothing_mm: float = 1.0
+    #: a locule (fluid pocket) is darker than the cyst's other content by at least this, HU
+    locule_contrast_hu: float = 8.0
+    #: smallest locule (daughter cyst), mm³
+    locule_min_volume_mm3: float = 30.0
+    #: smallest sphericity (volume / volume of the sphere of the locule's longest extent) of a
+    #: round daughter cyst
+    locule_min_roundness: float = 0.3
 
 
 def _phase(phase: Any) -> Phase:
@@ -138,6 +163,117 @@ def _band_mean(img: np.ndarray, sel: np.ndarray) -> tuple[float, int]:
     return (float(img[sel].mean()) if n else float("nan"), n)
 
 
+def _fibonacci_directions(n: int) -> np.ndarray:
+    """``n`` unit vectors spread evenly over the sphere (golden-angle spiral), (n, 3) z, y, x."""
+    k = np.arange(n) + 0.5
+    z = 1.0 - 2.0 * k / n
+    r = np.sqrt(1.0 - z**2)
+    phi = np.pi * (3.0 - np.sqrt(5.0)) * k
+    return np.stack([z, r * np.sin(phi), r * np.cos(phi)], axis=1)
+
+
+#: directions used to measure how much of a lesion's circumference is enhancing
+_DIRECTIONS = _fibonacci_directions(64)
+
+
+def _direction_bins(coords_mm: np.ndarray, centre_mm: np.ndarray) -> np.ndarray:
+    v = coords_mm - centre_mm
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-6)
+    return np.argmax(v @ _DIRECTIONS.T, axis=1)
+
+
+def _smoothing_noise_factor(sigma_vox: np.ndarray) -> float:
+    """Factor by which a Gaussian of ``sigma_vox`` (per axis, voxels) lowers white noise SD."""
+    s = np.maximum(np.asarray(sigma_vox, dtype=float), 0.3)
+    return float(1.0 / np.sqrt(np.prod(2.0 * np.sqrt(np.pi) * s)))
+
+
+def _peripheral_enhancement(
+    img: np.ndarray,
+    smooth: np.ndarray,
+    lesion: np.ndarray,
+    calcium: np.ndarray,
+    liver: np.ndarray,
+    d_in: np.ndarray,
+    d_out: np.ndarray,
+    sp: tuple[float, float, float],
+    *,
+    parenchyma_hu: float,
+    smooth_noise_hu: float,
+    blood_pool_hu: float | None,
+    th: type[LesionThresholds],
+) -> dict[str, Any]:
+    """Enhancing nodules or a ring in the outer part of a lesion, in one contrast phase.
+
+    Bright components (smoothed HU) are searched in the outer ``nodule_rim_fraction`` of
+    the lesion's equivalent-sphere radius and in a thin band just outside the segmented
+    boundary (enhancing tissue is brighter than the liver, so the hypodense segmentation
+    often cuts it off). A component counts when it is at least ``nodule_min_volume_mm3``,
+    lies mostly in that rim (a vessel passing by continues outwards and does not), and its
+    mean HU is within ``nodule_blood_pool_tolerance`` of the blood pool and clearly above
+    the parenchyma. Without a blood-pool HU the brightest such component is the reference
+    and must itself be at least twice ``nodule_above_parenchyma_hu`` above the parenchyma.
+    Coverage is the share of the lesion's directions (64 spread over the sphere, seen from
+    its centroid) in which the rim holds enhancing tissue.
+
+    Returns
+    -------
+    dict
+        ``pattern`` ("nodular", "ring" or None), ``nodules`` (count), ``nodule_hu`` (mean),
+        ``coverage``, ``reference_hu`` and ``reference`` ("blood_pool" / "brightest_nodule").
+    """
+    vox = float(np.prod(sp))
+    out: dict[str, Any] = {"pattern": None, "nodules": 0}
+    r_eq = float((3.0 * lesion.sum() * vox / (4.0 * np.pi)) ** (1.0 / 3.0))
+    rim = ((lesion & (d_in <= th.nodule_rim_fraction * r_eq)) | (~lesion & liver & (d_out <= th.nodule_search_outside_mm))) & ~calcium
+    area = (lesion | (liver & (d_out <= 3.0 * th.nodule_search_outside_mm))) & ~calcium
+    floor = parenchyma_hu + max(th.nodule_above_parenchyma_hu, 3.0 * smooth_noise_hu)
+    use_pool = blood_pool_hu is not None and np.isfinite(blood_pool_hu)
+    if use_pool and blood_pool_hu * (1.0 + th.nodule_blood_pool_tolerance) <= floor:  # type: ignore[operator]
+        return out  # the blood pool is not clearly brighter than the liver (no contrast)
+    thr = max(floor, blood_pool_hu * (1.0 - th.nodule_blood_pool_tolerance)) if use_pool else floor  # type: ignore[operator]
+    bright = area & (smooth >= thr)
+    if not bright.any():
+        return out
+    lab, n = ndi.label(bright, structure=np.ones((3, 3, 3), bool))
+    idx = np.arange(1, n + 1)
+    size = np.asarray(ndi.sum(np.ones_like(lab), lab, idx))
+    in_rim = np.asarray(ndi.sum(rim, lab, idx))
+    mean_hu = np.asarray(ndi.mean(img, lab, idx))
+    keep = (size * vox >= th.nodule_min_volume_mm3) & (in_rim >= th.nodule_inside_fraction * size)
+    if not keep.any():
+        return out
+    if use_pool:
+        ref, how = float(blood_pool_hu), "blood_pool"  # type: ignore[arg-type]
+    else:
+        ref, how = float(mean_hu[keep].max()), "brightest_nodule"
+        if ref < parenchyma_hu + 2.0 * th.nodule_above_parenchyma_hu:
+            return out
+    keep &= np.abs(mean_hu - ref) <= th.nodule_blood_pool_tolerance * abs(ref)
+    if not keep.any():
+        return out
+    nod = np.isin(lab, idx[keep])
+    spv = np.asarray(sp, dtype=float)
+    centre = np.argwhere(lesion).mean(axis=0) * spv
+    band = lesion & (d_in <= th.nodule_rim_fraction * r_eq)
+    all_bins = set(np.unique(_direction_bins(np.argwhere(band) * spv, centre)).tolist())
+    hit_bins = set(np.unique(_direction_bins(np.argwhere(nod) * spv, centre)).tolist())
+    coverage = len(hit_bins & all_bins) / max(len(all_bins), 1)
+    k = int(keep.sum())
+    out.update(
+        nodules=k,
+        nodule_hu=float(img[nod].mean()),
+        coverage=float(coverage),
+        reference_hu=ref,
+        reference=how,
+    )
+    if coverage >= th.ring_coverage:
+        out["pattern"] = "ring"
+    elif k >= 2:
+        out["pattern"] = "nodular"
+    return out
+
+
 def _describe_one(
     n: int,
     volume: Volume,
@@ -151,6 +287,7 @@ def _describe_one(
     noise_hu: float,
     phase: Phase,
     th: type[LesionThresholds],
+    blood_pool_hu: float | None = None,
 ) -> Finding:
     sp = volume.spacing_zyx
     img = volume.array[box].astype(np.float32)
@@ -239,6 +376,22 @@ def _describe_one(
         ):
             enhancement = "rim"
 
+    contrast_phase = phase in (Phase.ARTERIAL, Phase.PORTAL_VENOUS, Phase.DELAYED)
+    sigma_vox = th.smoothing_mm / np.asarray(sp, dtype=float)
+    smooth = ndi.gaussian_filter(img, sigma_vox)
+    smooth_noise = noise * _smoothing_noise_factor(sigma_vox)
+    periph: dict[str, Any] = {"pattern": None}
+    if contrast_phase and r_max >= th.ring_min_radius_mm:
+        periph = _peripheral_enhancement(
+            img, smooth, lesion, calcium, liv, d_in, d_out, sp,
+            parenchyma_hu=parenchyma_hu, smooth_noise_hu=smooth_noise, blood_pool_hu=blood_pool_hu, th=th,
+        )
+        if periph["pattern"] == "nodular":
+            # the vocabulary's name for the pattern; one phase shows the nodules, not the fill-in
+            enhancement = "peripheral_nodular_centripetal"
+        elif periph["pattern"] == "ring":
+            enhancement = "rim"
+
     lo, hi = th.cyst_hu_range
     cyst = lo <= hu_mean <= hi and homogeneous and margin == "well_defined" and not signs
     if cyst:
@@ -252,8 +405,11 @@ def _describe_one(
                 density = "hyperdense" if homogeneous else "mixed"
             else:
                 density = "isodense" if homogeneous else "mixed"
-    if cyst and enhancement is None and phase in (Phase.ARTERIAL, Phase.PORTAL_VENOUS, Phase.DELAYED):
+    if cyst and enhancement is None and contrast_phase:
         enhancement = "none"
+    if enhancement is None and contrast_phase and density == "hyperdense":
+        # homogeneous and brighter than the enhanced liver in a contrast phase
+        enhancement = "homogeneous"
 
     # location
     offset = tuple(b.start for b in box)
@@ -286,6 +442,12 @@ def _describe_one(
         meas["core_hu"] = round(core_hu, 1)
     if np.isfinite(rim_out):
         meas["outer_band_hu"] = round(rim_out, 1)
+    if periph.get("nodules"):
+        meas["peripheral_nodules"] = int(periph["nodules"])
+        meas["peripheral_nodule_hu"] = round(float(periph["nodule_hu"]), 1)
+        meas["peripheral_coverage"] = round(float(periph["coverage"]), 3)
+        meas["enhancement_reference_hu"] = round(float(periph["reference_hu"]), 1)
+        meas["enhancement_reference_is_blood_pool"] = 1.0 if periph["reference"] == "blood_pool" else 0.0
     return Finding(
         id=f"lesion-{n:03d}",
         kind=kind,
@@ -323,6 +485,7 @@ def describe_lesions(
     noise_hu: float,
     phase: Any = None,
     pad_mm: float = 10.0,
+    blood_pool_hu: float | None = None,
 ) -> list[Finding]:
     """Describe every lesion of a lesion label map.
 
@@ -342,6 +505,11 @@ def describe_lesions(
         Contrast phase; rim enhancement is only reported in contrast phases.
     pad_mm: float
         Margin around each lesion searched for the parenchymal reference band, mm.
+    blood_pool_hu: float, optional
+        HU of the blood pool in this scan (the aorta, ``PhaseEstimate.aorta_hu``). Enhancing
+        peripheral nodules are recognised by following it (within
+        ``LesionThresholds.nodule_blood_pool_tolerance``); without it the brightest
+        peripheral component of each lesion is the reference.
 
     Returns
     -------
@@ -368,6 +536,7 @@ def describe_lesions(
             _describe_one(
                 n, volume, lesion, big, liver=liv, lobes=lobes, surface=surface,
                 parenchyma_hu=float(parenchyma_hu), noise_hu=float(noise_hu), phase=ph, th=LesionThresholds,
+                blood_pool_hu=None if blood_pool_hu is None else float(blood_pool_hu),
             )
         )
     return out

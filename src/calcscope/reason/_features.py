@@ -269,8 +269,15 @@ def imaging_features(doc: FindingsDocument, pattern: CalcificationPattern | None
         parent = by_id.get(f.parent_id) if f.parent_id else None
         cyst_parent = parent is not None and _lesion_like(parent) and _cystic(parent)
         centre = "in_lesion_centre" in loc or (_lesion_like(parent) and f.relation == "centre" and not cyst_parent)
-        rim = "in_lesion_rim" in loc or (_lesion_like(parent) and f.relation == "periphery" and not cyst_parent)
-        wall = "cyst_wall" in loc or f.relation == "wall" or (cyst_parent and f.relation in ("periphery", "wall"))
+        # "wall" names a cyst wall only when the parent is cystic (or not given); the wall of
+        # a solid lesion is its periphery
+        solid_parent = _lesion_like(parent) and not cyst_parent
+        rim = "in_lesion_rim" in loc or (solid_parent and f.relation in ("periphery", "wall"))
+        wall = (
+            ("cyst_wall" in loc and not solid_parent)
+            or (f.relation == "wall" and not solid_parent)
+            or (cyst_parent and f.relation in ("periphery", "wall"))
+        )
         whole = _lesion_like(parent) and f.relation == "whole"
         in_lesion = centre or rim or whole or (_lesion_like(parent) and f.relation is None and not cyst_parent)
         along = (
