@@ -210,8 +210,9 @@ def _peripheral_enhancement(
     boundary (enhancing tissue is brighter than the liver, so the hypodense segmentation
     often cuts it off). A component counts when it is at least ``nodule_min_volume_mm3``,
     lies mostly in that rim (a vessel passing by continues outwards and does not), and its
-    mean HU is within ``nodule_blood_pool_tolerance`` of the blood pool and clearly above
-    the parenchyma. Without a blood-pool HU the brightest such component is the reference
+    peak (smoothed) HU is within ``nodule_blood_pool_tolerance`` of the blood pool and clearly
+    above the parenchyma; components are outlined half-way between the parenchyma and the
+    lowest accepted nodule HU. Without a blood-pool HU the brightest such component is the reference
     and must itself be at least twice ``nodule_above_parenchyma_hu`` above the parenchyma.
     Coverage is the share of the lesion's directions (64 spread over the sphere, seen from
     its centroid) in which the rim holds enhancing tissue.
@@ -219,7 +220,7 @@ def _peripheral_enhancement(
     Returns
     -------
     dict
-        ``pattern`` ("nodular", "ring" or None), ``nodules`` (count), ``nodule_hu`` (mean),
+        ``pattern`` ("nodular", "ring" or None), ``nodules`` (count), ``nodule_hu`` (median peak),
         ``coverage``, ``reference_hu`` and ``reference`` ("blood_pool" / "brightest_nodule").
     """
     vox = float(np.prod(sp))
@@ -231,7 +232,9 @@ def _peripheral_enhancement(
     use_pool = blood_pool_hu is not None and np.isfinite(blood_pool_hu)
     if use_pool and blood_pool_hu * (1.0 + th.nodule_blood_pool_tolerance) <= floor:  # type: ignore[operator]
         return out  # the blood pool is not clearly brighter than the liver (no contrast)
-    thr = max(floor, blood_pool_hu * (1.0 - th.nodule_blood_pool_tolerance)) if use_pool else floor  # type: ignore[operator]
+    # components are outlined half-way between the parenchyma and the lowest accepted
+    # nodule HU (smoothing lowers the edges of small nodules) and judged by their peak
+    thr = max(floor, 0.5 * (parenchyma_hu + blood_pool_hu * (1.0 - th.nodule_blood_pool_tolerance))) if use_pool else floor  # type: ignore[operator]
     bright = area & (smooth >= thr)
     if not bright.any():
         return out
@@ -239,17 +242,17 @@ def _peripheral_enhancement(
     idx = np.arange(1, n + 1)
     size = np.asarray(ndi.sum(np.ones_like(lab), lab, idx))
     in_rim = np.asarray(ndi.sum(rim, lab, idx))
-    mean_hu = np.asarray(ndi.mean(img, lab, idx))
+    peak_hu = np.asarray(ndi.maximum(smooth, lab, idx))
     keep = (size * vox >= th.nodule_min_volume_mm3) & (in_rim >= th.nodule_inside_fraction * size)
     if not keep.any():
         return out
     if use_pool:
         ref, how = float(blood_pool_hu), "blood_pool"  # type: ignore[arg-type]
     else:
-        ref, how = float(mean_hu[keep].max()), "brightest_nodule"
+        ref, how = float(peak_hu[keep].max()), "brightest_nodule"
         if ref < parenchyma_hu + 2.0 * th.nodule_above_parenchyma_hu:
             return out
-    keep &= np.abs(mean_hu - ref) <= th.nodule_blood_pool_tolerance * abs(ref)
+    keep &= np.abs(peak_hu - ref) <= th.nodule_blood_pool_tolerance * abs(ref)
     if not keep.any():
         return out
     nod = np.isin(lab, idx[keep])
@@ -262,7 +265,7 @@ def _peripheral_enhancement(
     k = int(keep.sum())
     out.update(
         nodules=k,
-        nodule_hu=float(img[nod].mean()),
+        nodule_hu=float(np.median(peak_hu[keep])),
         coverage=float(coverage),
         reference_hu=ref,
         reference=how,
@@ -382,8 +385,14 @@ def _describe_one(
     smooth_noise = noise * _smoothing_noise_factor(sigma_vox)
     periph: dict[str, Any] = {"pattern": None}
     if contrast_phase and r_max >= th.ring_min_radius_mm:
+        # arterial-phase nodules can exceed the calcium threshold: with a known blood pool,
+        # only voxels clearly brighter than the blood pool count as calcium here
+        not_nodule = calcium
+        if blood_pool_hu is not None and np.isfinite(blood_pool_hu):
+            dense = img > max(th.calcium_hu, blood_pool_hu * (1.0 + th.nodule_blood_pool_tolerance) + 3.0 * noise)
+            not_nodule = ndi.binary_dilation(dense, ndi.generate_binary_structure(3, 1)) if dense.any() else dense
         periph = _peripheral_enhancement(
-            img, smooth, lesion, calcium, liv, d_in, d_out, sp,
+            img, smooth, lesion, not_nodule, liv, d_in, d_out, sp,
             parenchyma_hu=parenchyma_hu, smooth_noise_hu=smooth_noise, blood_pool_hu=blood_pool_hu, th=th,
         )
         if periph["pattern"] == "nodular":
@@ -444,7 +453,7 @@ def _describe_one(
         meas["outer_band_hu"] = round(rim_out, 1)
     if periph.get("nodules"):
         meas["peripheral_nodules"] = int(periph["nodules"])
-        meas["peripheral_nodule_hu"] = round(float(periph["nodule_hu"]), 1)
+        meas["peripheral_nodule_peak_hu"] = round(float(periph["nodule_hu"]), 1)
         meas["peripheral_coverage"] = round(float(periph["coverage"]), 3)
         meas["enhancement_reference_hu"] = round(float(periph["reference_hu"]), 1)
         meas["enhancement_reference_is_blood_pool"] = 1.0 if periph["reference"] == "blood_pool" else 0.0

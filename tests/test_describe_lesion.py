@@ -1,0 +1,130 @@
+"""Enhancement pattern of a lesion read from one contrast phase, and its features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calcscope.describe import describe_lesions
+from calcscope.model import Finding, FindingsDocument, Volume
+from calcscope.reason import reason
+from calcscope.reason._features import extract_features
+
+SPACING = (2.0, 1.5, 1.5)
+SHAPE = (36, 80, 80)
+CENTRE_MM = np.array([36.0, 60.0, 60.0])
+RADIUS_MM = 18.0
+
+
+def _grid_mm():
+    zz, yy, xx = np.indices(SHAPE, dtype=np.float32)
+    return zz * SPACING[0], yy * SPACING[1], xx * SPACING[2]
+
+
+def _phantom(*, liver_hu=105.0, lesion_hu=72.0, rim="nodules", rim_hu=165.0, noise_hu=10.0, seed=0):
+    """A block of liver with a spherical lesion; 'nodules': 6 enhancing balls in its outer rim,
+    'ring': a continuous 3 mm shell, None: neither."""
+    z, y, x = _grid_mm()
+    r = np.sqrt((z - CENTRE_MM[0]) ** 2 + (y - CENTRE_MM[1]) ** 2 + (x - CENTRE_MM[2]) ** 2)
+    img = np.full(SHAPE, liver_hu, np.float32)
+    lesion = r <= RADIUS_MM
+    img[lesion] = lesion_hu
+    if rim == "nodules":
+        dirs = [(0, 1, 0), (0, -1, 0), (0, 0, 1), (0.7, 0.7, 0), (-0.7, 0, 0.7), (0, -0.7, -0.7)]
+        for d in dirs:
+            d = np.asarray(d) / np.linalg.norm(d)
+            c = CENTRE_MM + d * (RADIUS_MM - 4.5)
+            img[np.sqrt((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) <= 3.2] = rim_hu
+    elif rim == "ring":
+        img[lesion & (r > RADIUS_MM - 3.0)] = rim_hu
+    img += np.random.default_rng(seed).normal(0.0, noise_hu, SHAPE).astype(np.float32)
+    vol = Volume(array=np.round(img).astype(np.int16), spacing_zyx=SPACING)
+    liver = np.zeros(SHAPE, bool)
+    liver[2:-2, 4:-4, 4:-4] = True
+    return vol, liver, lesion.astype(np.int32)
+
+
+def _describe(vol, liver, labels, *, phase="portal_venous", blood_pool_hu=164.0, parenchyma_hu=105.0):
+    (f,) = describe_lesions(
+        vol, labels, liver=liver, lobes=None, parenchyma_hu=parenchyma_hu, noise_hu=10.0, phase=phase,
+        blood_pool_hu=blood_pool_hu,
+    )
+    return f
+
+
+def test_peripheral_nodules_following_the_blood_pool():
+    vol, liver, labels = _phantom()
+    f = _describe(vol, liver, labels)
+    assert f.enhancement == "peripheral_nodular_centripetal"
+    m = f.measurements
+    assert m["peripheral_nodules"] == pytest.approx(6, abs=1)
+    assert m["peripheral_nodule_peak_hu"] == pytest.approx(165.0, abs=15.0)
+    assert 0.05 <= m["peripheral_coverage"] < 0.5
+    assert m["enhancement_reference_is_blood_pool"] == 1.0
+    # without the blood pool the brightest peripheral nodule is the reference
+    g = _describe(vol, liver, labels, blood_pool_hu=None)
+    assert g.enhancement == "peripheral_nodular_centripetal"
+    assert g.measurements["enhancement_reference_is_blood_pool"] == 0.0
+
+
+def test_nodules_far_below_the_blood_pool_are_not_vascular():
+    vol, liver, labels = _phantom()
+    # arterial-phase aorta of 300 HU: 165 HU nodules do not follow it
+    f = _describe(vol, liver, labels, phase="arterial", blood_pool_hu=300.0)
+    assert f.enhancement != "peripheral_nodular_centripetal"
+
+
+def test_no_enhancement_claim_without_contrast():
+    vol, liver, labels = _phantom()
+    assert _describe(vol, liver, labels, phase="non_contrast").enhancement is None
+
+
+def test_continuous_ring_is_rim_not_nodular():
+    vol, liver, labels = _phantom(rim="ring")
+    f = _describe(vol, liver, labels)
+    assert f.enhancement == "rim"
+    assert f.measurements["peripheral_coverage"] >= 0.7
+
+
+def test_plain_hypodense_lesion_has_no_peripheral_pattern():
+    vol, liver, labels = _phantom(rim=None)
+    f = _describe(vol, liver, labels)
+    assert f.enhancement is None
+    assert "peripheral_nodules" not in f.measurements
+
+
+def test_hyperdense_homogeneous_lesion_in_contrast_phase():
+    vol, liver, labels = _phantom(rim=None, lesion_hu=140.0)
+    f = _describe(vol, liver, labels)
+    assert f.density == "hyperdense"
+    assert f.enhancement == "homogeneous"
+
+
+def _doc(lesion: Finding, calc: Finding) -> FindingsDocument:
+    return FindingsDocument(modality="CT", phase="portal_venous", findings=[lesion, calc])
+
+
+def test_wall_calcification_of_a_solid_lesion_is_peripheral_not_cyst_wall():
+    lesion = Finding(id="lesion-001", kind="lesion", size_mm=35.0, density="hypodense")
+    calc = Finding(id="calc-001", kind="calcification", size_mm=6.0, parent_id="lesion-001", relation="wall")
+    obs = extract_features(_doc(lesion, calc))
+    assert obs["calc_lesion_rim"].present is True
+    assert obs["calc_cyst_wall"].present is False
+    cyst = Finding(id="lesion-001", kind="cyst", size_mm=50.0, density="cystic")
+    obs = extract_features(_doc(cyst, calc))
+    assert obs["calc_cyst_wall"].present is True
+
+
+def test_peripheral_nodular_enhancement_favours_hemangioma_with_citation():
+    lesion = Finding(
+        id="lesion-001", kind="lesion", size_mm=36.0, density="mixed", margin="well_defined",
+        enhancement="peripheral_nodular_centripetal",
+    )
+    calc = Finding(id="calc-001", kind="calcification", size_mm=7.5, shape="coarse", parent_id="lesion-001", relation="centre")
+    obs = extract_features(_doc(lesion, calc))
+    assert obs["enh_peripheral_nodular"].present is True
+    d = reason(_doc(lesion, calc), None)
+    assert not d.insufficient_evidence
+    assert d.ranked[0].condition_id == "hemangioma"
+    items = [e for e in d.ranked[0].evidence_for if e.feature == "enh_peripheral_nodular"]
+    assert items and all("seed004" in e.citation or e.citation.startswith("seeds/004") for e in items)
