@@ -416,8 +416,10 @@ def _describe_one(
                 density = "isodense" if homogeneous else "mixed"
     if cyst and enhancement is None and contrast_phase:
         enhancement = "none"
-    if enhancement is None and contrast_phase and density == "hyperdense":
-        # homogeneous and brighter than the enhanced liver in a contrast phase
+    if enhancement is None and phase in (Phase.ARTERIAL, Phase.PORTAL_VENOUS) and density == "hyperdense":
+        # homogeneous and brighter than the enhanced liver in the arterial / portal phase; not
+        # claimed on delayed images, where a filled-in lesion (e.g. a hemangioma after its
+        # centripetal fill) is homogeneous whatever its earlier pattern was
         enhancement = "homogeneous"
 
     # location
