@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -98,3 +100,54 @@ def test_skeleton_length_and_components_order():
     m[2, 5:9, 8] = True
     lab = duct_components(m)
     assert lab[2, 6, 8] == 1 and lab[7, 2, 1] == 2
+
+
+def test_fat_band_in_the_liver_is_not_a_duct_but_bile_is():
+    # a fissure of fat (-100 HU) crossing the liver: dark, tubular and branching-free like a
+    # duct, but fat, which bile never is; the same tube filled with bile is kept
+    fat = [((60, 40, 25), (60, 40, 135), 6.0, -100.0)]
+    vol, liver, _ = _liver_with(fat, seed=3)
+    det = find_ducts(vol, liver, phase="non_contrast")
+    assert not det.mask.any()
+    assert det.rejected.get("fat", 0) >= 1
+    vol, liver, _ = _liver_with([((60, 40, 25), (60, 40, 135), 6.0, 10.0)], seed=3)
+    assert len(find_ducts(vol, liver, phase="non_contrast").components) == 1
+
+
+def test_fat_fraction_line_follows_the_noise():
+    from calcscope.detect._lesion import fat_fraction
+
+    rng = np.random.default_rng(0)
+    water = rng.normal(5.0, 12.0, 20000)
+    assert fat_fraction(water, noise_hu=12.0) < 0.002
+    noisy_water = rng.normal(5.0, 25.0, 20000)
+    assert fat_fraction(noisy_water, noise_hu=25.0) < 0.003  # line moves to -75 HU
+    mixed = np.concatenate([water[:800], rng.normal(-100.0, 12.0, 200)])
+    assert fat_fraction(mixed, noise_hu=12.0) == pytest.approx(0.2, abs=0.02)
+
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalseg-example-ct"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/data is absent (real test data lives beside the repository)")
+@pytest.mark.parametrize("name", ["example_ct_dicom", "example_ct.nii.gz"])
+def test_real_scans_without_lesions_or_ducts(name):
+    """Negative controls: the two example CTs have no liver lesion and no dilated duct.
+
+    With the automatic liver mask, the fat of the fissures and porta hepatis that the mask
+    takes in used to be reported as a dilated duct (contrast DICOM) and as two subcapsular
+    'lesions' and two ducts (non-contrast NIfTI).
+    """
+    from calcscope.detect import find_calcifications
+    from calcscope.io import load_ct
+    from calcscope.segment import estimate_phase, segment_liver
+
+    vol = load_ct(REAL / name)
+    seg = segment_liver(vol)
+    phase = estimate_phase(vol, seg.mask).phase
+    calc = find_calcifications(vol, seg.mask, phase=phase, margin=seg.margin)
+    les = find_lesions(vol, seg.mask, phase=phase, calcifications=calc.labels, vessels=calc.vessels)
+    det = find_ducts(vol, seg.mask, phase=phase, lesions=les, calcifications=calc.labels)
+    assert les.count == 0
+    assert not det.mask.any() and det.components == []
+    assert det.rejected.get("fat", 0) >= 1  # the fissure / hilar fat was the candidate

@@ -48,6 +48,7 @@ from ._lesion import (
     label_centroids,
     component_shape,
     edt_mm,
+    fat_fraction,
     is_tubular,
     label_array_of,
     liver_mask_of,
@@ -225,6 +226,7 @@ def find_ducts(
     min_contrast_hu: float = 20.0,
     min_tree_contrast_hu: float = 40.0,
     min_deep_fraction: float = 0.5,
+    max_fat_fraction: float = 0.05,
     k_noise: float = 3.0,
     min_length_mm: float = 20.0,
     min_diameter_mm: float = 2.5,
@@ -264,6 +266,12 @@ def find_ducts(
     min_deep_fraction: float
         Least fraction of a tree's voxels deeper than ``rim_mm`` below the capsule (a dark
         band along the surface is partial volume with fat).
+    max_fat_fraction: float
+        Most fat-density voxels (fraction, see :func:`calcscope.detect._lesion.fat_fraction`)
+        a tree may hold: bile is near water, and partial volume with the liver around a
+        duct only raises its HU, whereas the fat of the fissures (ligamentum teres and
+        venosum) and of the porta hepatis, which an automatic liver mask often takes in,
+        forms dark branching bands that are otherwise duct-like.
     min_length_mm, min_diameter_mm, max_diameter_mm: float
         Accepted centre-line length and median calibre of a duct tree, mm.
     detection_spacing_mm, smoothing_mm, rim_mm: float
@@ -364,6 +372,9 @@ def find_ducts(
         if duct_hu > ceiling or p - duct_hu < min_contrast_hu:
             rejected["attenuation"] += 1
             continue
+        if fat_fraction(content, noise_hu=grid.noise_hu) > max_fat_fraction:
+            rejected["fat"] = rejected.get("fat", 0) + 1
+            continue
         sm = normalized_smooth(raw, valid, fsp, 0.7)
         zone = (ndi.distance_transform_edt(~core, sampling=fsp) <= 2.0) & liv_b
         reg = (sm < 0.5 * (p + duct_hu)) & zone
@@ -390,7 +401,8 @@ def find_ducts(
             continue
         m = labels[box] == k
         tree = measure_duct_tree(m, fsp)
-        hu_tree = float(np.median(volume.array[box][m]))
+        vals_tree = volume.array[box][m]
+        hu_tree = float(np.median(vals_tree))
         deep_frac = float((depth_full[box][m] > rim_mm).mean())
         if not is_tubular(component_shape(m, fsp), min_ratio=3.0, min_elongation=3.0):
             rejected["not_tubular"] += 1
@@ -401,6 +413,10 @@ def find_ducts(
         elif deep_frac < min_deep_fraction:
             # runs along the capsule: partial volume with fat, not a duct
             rejected["subcapsular"] = rejected.get("subcapsular", 0) + 1
+            mask[box][m] = False
+        elif fat_fraction(vals_tree, noise_hu=grid.noise_hu) > max_fat_fraction:
+            # fat in the fissures / porta hepatis that the liver mask took in
+            rejected["fat"] = rejected.get("fat", 0) + 1
             mask[box][m] = False
         elif contrast_phase and p - hu_tree < min_tree_contrast_hu:
             rejected["attenuation"] += 1
