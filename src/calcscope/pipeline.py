@@ -251,6 +251,7 @@ def analyze_volume(
             parenchyma_hu=les.parenchyma_hu,
             noise_hu=les.noise_hu,
             phase=phase_est.phase,
+            blood_pool_hu=phase_est.aorta_hu,
         )
         ducts = describe_ducts(volume, duct.mask, liver=seg.mask, lobes=seg.lobes)
         associate(

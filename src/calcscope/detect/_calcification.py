@@ -135,7 +135,9 @@ VESSEL_MAX_HU: dict[str, float] = {
 MAX_OUTSIDE_FRACTION = 0.5
 #: ...or with more than this volume (mm³) outside it: no liver calcification continues into
 #: a quarter millilitre of dense tissue beyond the capsular margin, while a rib or costal
-#: cartilage caught by the liver mask does (seen on contrast CT of the shared example)
+#: cartilage caught by the liver mask does (seen on contrast CT of the shared example).
+#: Exception: a calcified shell around a hypodense cavity (the eggshell wall of a hydatid
+#: cyst or healed abscess) whose cyst the liver mask left out (:func:`_encloses_cavity`)
 MAX_OUTSIDE_MM3 = 250.0
 #: streak: in-plane length (mm) and fraction of dark ring voxels
 STREAK_MIN_LENGTH_MM = 8.0
@@ -381,6 +383,18 @@ def _vessel_tree(
 # --------------------------------------------------------------------------------------
 
 
+def _encloses_cavity(image: np.ndarray, comp: np.ndarray, liver: np.ndarray, spacing: np.ndarray) -> bool:
+    """True when ``comp`` is a calcified shell around a cavity darker than the liver.
+
+    A rib or costal cartilage bends around the liver, so its convex hull holds liver or
+    muscle; an eggshell calcification holds cyst fluid or debris (see
+    :func:`calcscope.detect._lesion.calcified_cavities`).
+    """
+    from ._lesion import calcified_cavities
+
+    return bool(calcified_cavities(image, comp, liver, tuple(float(x) for x in spacing)).any())
+
+
 def find_calcifications(
     volume: Volume,
     liver: Any,
@@ -467,7 +481,9 @@ def find_calcifications(
                 continue  # entirely outside: not ours, not counted
             total = int(np.count_nonzero(comp))
             outside = total - in_region
-            if outside > MAX_OUTSIDE_FRACTION * total or outside * vox_mm3 > MAX_OUTSIDE_MM3:
+            if outside > MAX_OUTSIDE_FRACTION * total or (
+                outside * vox_mm3 > MAX_OUTSIDE_MM3 and not _encloses_cavity(a[sl], comp, liv[sl], spacing)
+            ):
                 rejected["extrahepatic"] += 1
                 continue
             off = np.array([s.start for s in sl])
