@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..detect._lesion import bbox_slices
+from ..detect._lesion import bbox_slices, phase_of
 from ..model import LESION_LABEL_BASE, Finding, Phase, Volume
 from ._geometry import LOBE_NAMES, LiverSurface, lobe_of
 
@@ -82,16 +82,6 @@ class LesionThresholds:
     #: smallest sphericity (volume / volume of the sphere of the locule's longest extent) of a
     #: round daughter cyst
     locule_min_roundness: float = 0.3
-
-
-def _phase(phase: Any) -> Phase:
-    if phase is None:
-        return Phase.UNKNOWN
-    phase = getattr(phase, "phase", phase)
-    try:
-        return Phase(phase)
-    except ValueError:
-        return Phase.UNKNOWN
 
 
 def _slice_contour_mm(mask2d: np.ndarray, spacing_yx: np.ndarray) -> np.ndarray:
@@ -529,7 +519,7 @@ def describe_lesions(
     """
     liv = np.asarray(getattr(liver, "mask", liver), dtype=bool)
     labels = np.asarray(labels)
-    ph = _phase(phase)
+    ph = phase_of(phase)
     if not labels.any():
         return []
     surface = LiverSurface(liv, volume.spacing_zyx)
