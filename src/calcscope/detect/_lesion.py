@@ -704,7 +704,7 @@ def find_lesions(
         Gaussian smoothing of the full-resolution refinement (mm).
     rim_mm: float
         Depth of the subcapsular zone where partial volume with fat darkens the liver
-        (at least 1.5 in-plane voxels).
+        (at least 1.5 in-plane voxels and 2 slice spacings).
     split_neck_mm: float
         Touching lesions are split when each is at least this much (mm of radius)
         thicker than the neck between them.
@@ -735,8 +735,10 @@ def find_lesions(
     LesionDetection
     """
     del phase  # thresholds adapt to the scan itself; kept for the stage contract
-    # on coarse grids the partial-volume rim is at least one and a half in-plane voxels deep
-    rim_mm = max(rim_mm, 1.5 * max(volume.spacing_zyx[1:]))
+    # on coarse grids the partial-volume rim is at least one and a half in-plane voxels deep,
+    # and two slices deep through-plane: where the dome or the inferior tip runs almost
+    # parallel to the slices, a whole slice shares its voxels with lung or fat above/below
+    rim_mm = max(rim_mm, 1.5 * max(volume.spacing_zyx[1:]), 2.0 * volume.spacing_zyx[0])
     liv = liver_mask_of(liver)
     if liv.shape != volume.shape:
         raise ValueError(f"liver mask shape {liv.shape} differs from the volume {volume.shape}")
