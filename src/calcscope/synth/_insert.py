@@ -11,7 +11,7 @@ from ..errors import MaskError
 from ..model import Volume
 from ._anatomy import Segment
 from ._geometry import F, Grid
-from ._objects import EXPECTED_KIND, SHAPE_WORD, Built, build_objects, rasterise_object, rasterise_part
+from ._objects import EXPECTED_KIND, children_of, SHAPE_WORD, Built, build_objects, rasterise_object, rasterise_part
 from ._truth import ObjectSpec, Truth, TruthObject
 
 __all__ = ["insert_objects", "insertion_truth", "MaskLiver", "estimate_noise_hu"]
@@ -221,10 +221,7 @@ def insert_objects(
 
 
 def _truth(grid: Grid, ml: MaskLiver, built: list[Built], own: list, vox: float) -> list[TruthObject]:
-    children: dict[str, list[str]] = {}
-    for b in built:
-        if b.spec.parent:
-            children.setdefault(b.spec.parent, []).append(b.spec.id)  # type: ignore[arg-type]
+    children = children_of(built)
     out = []
     for i, b in enumerate(built):
         sp = b.spec

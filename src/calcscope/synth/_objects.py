@@ -715,3 +715,12 @@ def rasterise_object(grid: Grid, b: Built) -> tuple[tuple[slice, slice, slice], 
 def rasterise_part(grid: Grid, piece: Piece, step_mm: float):
     return rasterise(grid, piece.sdf, piece.lo, piece.hi, step_mm=step_mm, lipschitz=1.5)
 
+
+
+def children_of(built: list["Built"]) -> dict[str, list[str]]:
+    """Parent object id -> ids of the objects placed inside it, in placement order."""
+    children: dict[str, list[str]] = {}
+    for b in built:
+        if b.spec.parent:
+            children.setdefault(b.spec.parent, []).append(b.spec.id)  # type: ignore[arg-type]
+    return children

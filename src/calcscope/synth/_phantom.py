@@ -13,7 +13,7 @@ from ._anatomy import ORGAN_LABELS, VESSEL_LABELS, Anatomy, Canvas, build_anatom
 from ._geometry import F, Grid, Motion
 from ._hu import HU_BY_PHASE, PHASES
 from ._noise import add_streaks, correlated_noise
-from ._objects import EXPECTED_KIND, SHAPE_WORD, Built, build_objects, rasterise_object, rasterise_part
+from ._objects import EXPECTED_KIND, children_of, SHAPE_WORD, Built, build_objects, rasterise_object, rasterise_part
 from ._realism import Realism, add_texture, build_arteries, noise_z_sigma_mm, paint_arteries, paint_bowel, resolve_realism, thicken_slices
 from ._presets import PRESET_PHASE, PRESETS, derive_distribution, fov_scale, preset_specs
 from ._truth import Landmark, ObjectSpec, Truth, TruthObject, UnplacedObject
@@ -281,10 +281,7 @@ def _depth_class(subtype: str, depth_mm: float, radius: float) -> str:
 
 def _truth_objects(grid: Grid, an: Anatomy, built: list[Built], own: list, image: np.ndarray, objects_map: np.ndarray) -> list[TruthObject]:
     vox = float(np.prod(grid.spacing_zyx))
-    children: dict[str, list[str]] = {}
-    for b in built:
-        if b.spec.parent:
-            children.setdefault(b.spec.parent, []).append(b.spec.id)  # type: ignore[arg-type]
+    children = children_of(built)
     out = []
     for i, b in enumerate(built):
         sp = b.spec
