@@ -26,7 +26,10 @@ liver about 55 HU) are hypodense tubes too. They are told apart here only by the
 attenuation (``bile_max_hu``, default 30 HU); an anaemic patient's blood, or a duct with
 dense (infected, contrast-mixed) bile, can fall on the wrong side of that line, and thin
 ducts (3-4 mm at 1.5 x 1.5 x 2.5 mm voxels) are blurred above 30 HU by partial volume and
-missed in those phases. In portal-venous and delayed phases, where veins enhance, the
+missed in those phases unless they join a near-water part of at least ``min_seed_mm3``
+(hysteresis growth through deep voxels darker than the parenchyma by ``min_contrast_hu``;
+the water ceiling is then applied to the median HU of the tube's centre, see
+``core_fraction``). In portal-venous and delayed phases, where veins enhance, the
 water ceiling is dropped. The connection of veins to the IVC / portal trunk is not
 modelled.
 """
@@ -215,6 +218,21 @@ def measure_duct_tree(comp: np.ndarray, spacing_zyx: tuple[float, ...]) -> dict[
     }
 
 
+def _core_hu(
+    region: np.ndarray, image: np.ndarray, spacing_zyx: tuple[float, ...], *, core_fraction: float
+) -> float:
+    """Median HU of the centre of a tube: voxels at least ``core_fraction`` of its largest depth.
+
+    The depth is the distance (mm) to the region's outside; the voxels of the central
+    part are little touched by partial volume with the surrounding parenchyma.
+    """
+    if not region.any():
+        return float("inf")
+    d = edt_mm(np.pad(region, 1), spacing_zyx)[1:-1, 1:-1, 1:-1]
+    centre = region & (d >= core_fraction * float(d.max()))
+    return float(np.median(image[centre]))
+
+
 def find_ducts(
     volume: Volume,
     liver: Any,
@@ -234,6 +252,8 @@ def find_ducts(
     detection_spacing_mm: float = 1.5,
     smoothing_mm: float = 1.0,
     rim_mm: float = 3.0,
+    core_fraction: float = 0.6,
+    min_seed_mm3: float = 50.0,
 ) -> DuctDetection:
     """Find dilated intrahepatic bile ducts inside the liver mask.
 
@@ -277,6 +297,13 @@ def find_ducts(
     detection_spacing_mm, smoothing_mm, rim_mm: float
         Detection grid, smoothing and subcapsular rim depth (see
         :func:`calcscope.detect.find_lesions`).
+    core_fraction: float
+        The near-water test uses the median HU of the voxels at least this fraction of
+        the tube's largest depth from its edge (the centre, little blurred by partial volume).
+    min_seed_mm3: float
+        Outside the contrast phases, least volume of a near-water (``bile_max_hu``) part from
+        which a candidate grows into slightly denser deep voxels; smaller near-water specks in
+        an unenhanced vein are noise and do not grow.
 
     Returns
     -------
@@ -310,6 +337,18 @@ def find_ducts(
     ceiling = p - min_contrast_hu if contrast_phase else bile_max_hu
     thr = min(ceiling, p - max(min_contrast_hu, k_noise * sn))
     cand = (grid.smoothed < thr) & grid.liver
+    if not contrast_phase:
+        # hysteresis: a thin duct's partial-volume stretches read above bile, so near-water
+        # seeds grow through deep voxels clearly darker than the parenchyma; the near-water
+        # test is then made on each tube's core (see _core_hu), not on its blurred edge
+        loose = (grid.smoothed < p - max(min_contrast_hu, k_noise * sn)) & grid.liver & grid.deep
+        grown = cc3d.connected_components(cand | loose, connectivity=26)
+        # only a near-water part big enough not to be a noise speck in a vein seeds growth
+        strict = cc3d.connected_components(cand, connectivity=26)
+        sizes = np.bincount(strict.ravel()) * float(np.prod(grid.spacing_zyx))
+        big = np.flatnonzero(sizes >= min_seed_mm3)
+        seeds = np.unique(grown[np.isin(strict, big[big > 0])])
+        cand = cand | np.isin(grown, seeds[seeds > 0])
     if les is not None:
         les_crop = les[grid.crop] > 0
         # a detection-grid voxel is a lesion voxel when most of its block is
@@ -369,7 +408,8 @@ def find_ducts(
         if content.size == 0:
             continue
         duct_hu = float(np.median(content))
-        if duct_hu > ceiling or p - duct_hu < min_contrast_hu:
+        core_hu = _core_hu(core & valid, raw, fsp, core_fraction=core_fraction)
+        if core_hu > ceiling or duct_hu > p - min_contrast_hu or p - core_hu < min_contrast_hu:
             rejected["attenuation"] += 1
             continue
         if fat_fraction(content, noise_hu=grid.noise_hu) > max_fat_fraction:
@@ -385,6 +425,7 @@ def find_ducts(
         reg = np.isin(lab_r, ids[ids > 0])
         out[fb] |= reg
         tree["hu_mean"] = duct_hu
+        tree["core_hu"] = core_hu
 
     mask = empty
     mask[grid.crop] = out
