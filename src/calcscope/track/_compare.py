@@ -345,6 +345,35 @@ def _visibility(own: Study, finding: Finding, other: Study, mapper: Any) -> tupl
     return own_c, other_c, bool(other_c / own_c >= _VISIBLE_FRACTION)
 
 
+def _unpaired(
+    indices: Any,
+    findings: list[Finding],
+    own: Study,
+    other: Study,
+    mapper: Any,
+    *,
+    in_other: Any = None,
+) -> tuple[list[UnpairedFinding], set[int]]:
+    """Records of the findings seen on one study only, and the indices still visible on the other.
+
+    ``in_other`` (optional) holds each finding's centroid mapped into the prior frame.
+    """
+    out: list[UnpairedFinding] = []
+    visible: set[int] = set()
+    for k in indices:
+        f = findings[k]
+        own_c, other_c, vis = _visibility(own, f, other, mapper)
+        if vis:
+            visible.add(k)
+        out.append(UnpairedFinding(
+            id=f.id, kind=f.kind, size_mm=_diameter(f), volume_mm3=f.volume_mm3,
+            centroid_mm=_tuple3(f.centroid_mm),
+            centroid_in_prior_mm=_tuple3(in_other[k]) if in_other is not None else None,
+            contrast_hu=own_c, contrast_hu_other_study=other_c, visible_on_other_study=vis,
+        ))
+    return out, visible
+
+
 def _recist_block(
     prior: list[Finding],
     current: list[Finding],
@@ -574,29 +603,10 @@ def compare_studies(
                 growing_calcification=alert is not None,
             )
         )
-    new: list[UnpairedFinding] = []
-    seen_on_prior: set[int] = set()
-    for j in m.new:
-        own_c, other_c, vis = _visibility(c_study, cf[j], p_study, reg.current_to_prior)
-        if vis:
-            seen_on_prior.add(j)
-        new.append(UnpairedFinding(
-            id=cf[j].id, kind=cf[j].kind, size_mm=_diameter(cf[j]), volume_mm3=cf[j].volume_mm3,
-            centroid_mm=_tuple3(cf[j].centroid_mm),
-            centroid_in_prior_mm=_tuple3(in_prior[j]) if in_prior is not None else None,
-            contrast_hu=own_c, contrast_hu_other_study=other_c, visible_on_other_study=vis,
-        ))
-    resolved: list[UnpairedFinding] = []
-    still_visible: set[int] = set()
-    for i in m.resolved:
-        own_c, other_c, vis = _visibility(p_study, pf[i], c_study, reg.prior_to_current)
-        if vis:
-            still_visible.add(i)
-        resolved.append(UnpairedFinding(
-            id=pf[i].id, kind=pf[i].kind, size_mm=_diameter(pf[i]), volume_mm3=pf[i].volume_mm3,
-            centroid_mm=_tuple3(pf[i].centroid_mm),
-            contrast_hu=own_c, contrast_hu_other_study=other_c, visible_on_other_study=vis,
-        ))
+    new, seen_on_prior = _unpaired(
+        m.new, cf, c_study, p_study, reg.current_to_prior, in_other=in_prior
+    )
+    resolved, still_visible = _unpaired(m.resolved, pf, p_study, c_study, reg.prior_to_current)
     if seen_on_prior:
         warnings.append(
             f"{len(seen_on_prior)} new finding(s) show a similar density on the prior image at the registered "
