@@ -13,7 +13,9 @@ the phantom truth:
 * per-lesion Dice (truth mask incl. its calcifications vs the detected label), longest
   diameter error (detected RECIST axial longest diameter vs truth size_mm);
 * cyst vs solid (truth expected_kind "cyst" vs finding kind);
-* calcification association: parent (lesion/duct/none) and relation vs truth;
+* calcification association: parent (lesion/duct/none) and relation vs truth, over all
+  calcifications, over those that have a parent, and over those whose parent was
+  detected (the association step alone: a missed lesion cannot be a parent);
 * duct dilatation found per preset vs truth.has_duct_dilatation.
 
 Usage::
@@ -35,7 +37,7 @@ from collections import defaultdict
 import numpy as np
 
 from calcscope.describe import associate, describe_ducts, describe_lesions
-from calcscope.detect import find_ducts, find_lesions
+from calcscope.detect import drop_lesions, find_ducts, find_lesions
 from calcscope.model import Finding
 from calcscope.synth import HU_BY_PHASE, PRESET_PHASE, PRESETS, generate_phantom
 
@@ -62,6 +64,7 @@ def _evaluate_phantom(ph, preset: str, seed: int, *, hypodense_hu: float, liver_
     t0 = time.perf_counter()
     det = find_lesions(vol, liver, phase=phase, calcifications=calc_lab)
     ducts = find_ducts(vol, liver, phase=phase, lesions=det, calcifications=calc_lab)
+    det = drop_lesions(det, ducts.lesions_in_duct)  # as the pipeline does
     t_det = time.perf_counter() - t0
     lf = describe_lesions(
         vol, det.labels, liver=liver, lobes=ph.lobes, parenchyma_hu=det.parenchyma_hu, noise_hu=det.noise_hu,
@@ -132,6 +135,7 @@ def _evaluate_phantom(ph, preset: str, seed: int, *, hypodense_hu: float, liver_
             "preset": preset, "seed": seed, "phase": phase, "id": o.id, "subtype": o.subtype,
             "truth_parent": o.parent, "truth_relation": o.relation, "got_parent": got, "got_relation": c.relation,
             "parent_ok": ok_parent, "relation_ok": ok_parent and (c.relation == o.relation),
+            "parent_detected": want_parent != "lesion-missed" and not (want_parent == "duct" and not len(df)),
         })
     return {
         "preset": preset, "seed": seed, "phase": phase, "lesions": rows, "fp": fp, "assoc": assoc,
@@ -201,6 +205,11 @@ def summarise(cases: list[dict]) -> dict:
         "cyst_vs_solid_correct": (len(kinds_ok) / len(found) if found else float("nan"), len(found)),
         "assoc_parent_correct_all": (np.mean([a["parent_ok"] for a in assoc]) if assoc else float("nan"), len(assoc)),
         "assoc_parent_correct_with_parent": (np.mean([a["parent_ok"] for a in assoc_l]) if assoc_l else float("nan"), len(assoc_l)),
+        # the association step itself: calcifications whose parent lesion / duct was detected
+        "assoc_parent_correct_parent_detected": (
+            np.mean([a["parent_ok"] for a in assoc_l if a["parent_detected"]]) if assoc_l else float("nan"),
+            sum(a["parent_detected"] for a in assoc_l),
+        ),
         "assoc_relation_correct_with_parent": (np.mean([a["relation_ok"] for a in assoc_l]) if assoc_l else float("nan"), len(assoc_l)),
         "duct_found_by_preset": {k: f"{v[0]}/{v[1]}" for k, v in sorted(duct_by_preset.items())},
         "median_time_s": float(np.median([c["time_s"] for c in cases])),

@@ -118,3 +118,44 @@ def test_whole_lesion_calcification():
     cf = [Finding(kind="calcification", id="calc-001", label=1001)]
     associate(cf, lf, [], volume=vol, calc_labels=calc, lesion_labels=lesion, duct_mask=None)
     assert cf[0].relation == "whole" and cf[0].parent_id == "lesion-001"
+
+
+def _assoc_labels(les_lab, calc_lab, sp, volumes):
+    vol = Volume(array=np.zeros(les_lab.shape, np.int16), spacing_zyx=sp)
+    lf = [
+        Finding(kind="lesion", id=f"lesion-{k:03d}", label=100 + k, volume_mm3=v) for k, v in enumerate(volumes, start=1)
+    ]
+    cf = [Finding(kind="calcification", id="calc-001", label=1001)]
+    associate(cf, lf, [], volume=vol, calc_labels=calc_lab, lesion_labels=les_lab, duct_mask=None)
+    return cf[0]
+
+
+def test_focus_between_a_mass_and_a_fleck_goes_to_the_mass():
+    # equal reach to both: the larger lesion wins, whatever the label order
+    sp = (1.0, 1.0, 1.0)
+    les = np.zeros((30, 30, 60), np.int32)
+    les[12:18, 12:18, 10:14] = 1  # a small fleck (label 1, found first)
+    les[5:25, 5:25, 18:45] = 2  # the mass
+    calc = np.zeros(les.shape, np.int32)
+    calc[14:16, 14:16, 15:17] = 1
+    f = _assoc_labels(les, calc, sp, [150.0, 10800.0])
+    assert f.parent_id == "lesion-002"
+
+
+def test_reach_grows_with_slice_thickness():
+    # a focus on the first 3 mm slice past a lesion's segmented edge and 2 mm to the side
+    # (3.6 mm away) is linked, within the reach of 1.5 slices (4.5 mm) though beyond the
+    # 3 mm floor; a gap of 4 mm on 1 mm slices (reach 3 mm) is not
+    les = np.zeros((20, 30, 30), np.int32)
+    les[4:10, 10:20, 10:20] = 1
+    calc = np.zeros(les.shape, np.int32)
+    calc[10, 21, 14:16] = 1  # the next slice, 2 mm beside the edge: 3.6 mm
+    f = _assoc_labels(les, calc, (3.0, 1.0, 1.0), [1800.0])
+    assert f.parent_id == "lesion-001"
+    calc2 = np.zeros(les.shape, np.int32)
+    calc2[11, 14:16, 14:16] = 1  # two slices past: 6 mm, beyond the reach
+    assert _assoc_labels(les, calc2, (3.0, 1.0, 1.0), [1800.0]).parent_id is None
+    calc_far = np.zeros(les.shape, np.int32)
+    calc_far[13, 14:16, 14:16] = 1  # four 1 mm slices past the edge
+    g = _assoc_labels(les, calc_far, (1.0, 1.0, 1.0), [600.0])
+    assert g.parent_id is None

@@ -151,3 +151,68 @@ def test_real_scans_without_lesions_or_ducts(name):
     assert les.count == 0
     assert not det.mask.any() and det.components == []
     assert det.rejected.get("fat", 0) >= 1  # the fissure / hilar fat was the candidate
+
+
+def _stones_on(vol, pts, centres, d=4.5, hu=700.0):
+    """Paint stones (spheres of ``hu``) into ``vol`` and return their label map 1..n."""
+    img = vol.array.astype(np.float32)
+    lab = np.zeros(img.shape, np.int32)
+    for n, c in enumerate(centres, start=1):
+        m = ((pts - np.asarray(c, float)) ** 2).sum(-1) <= (d / 2) ** 2
+        img[m] = hu
+        lab[m] = n
+    return Volume(array=np.round(img).astype(np.int16), spacing_zyx=vol.spacing_zyx), lab
+
+
+def test_row_of_stones_does_not_cut_the_duct_into_short_pieces():
+    # a 6 mm duct of bile plugged by three stones 15 mm apart: the bile between them is a
+    # set of stretches each shorter than a duct must be; the known stones join them
+    duct = [((60, 40, 45), (60, 40, 115), 6.0, 10.0)]
+    vol, liver, truth = _liver_with(duct, seed=4)
+    pts = _points(vol.shape, vol.spacing_zyx)
+    vol, stones = _stones_on(vol, pts, [(60, 40, 60), (60, 40, 80), (60, 40, 100)], d=6.5)
+    without = find_ducts(vol, liver, phase="non_contrast")
+    with_stones = find_ducts(vol, liver, phase="non_contrast", calcifications=stones)
+    assert len(with_stones.components) == 1
+    assert with_stones.lengths_mm[0] >= 50.0
+    # every stone lies in the duct found
+    for n in (1, 2, 3):
+        assert (with_stones.mask & (stones == n)).any()
+    assert sum(without.lengths_mm) < with_stones.lengths_mm[0]
+
+
+def test_calcified_mass_does_not_bridge_into_a_duct(monkeypatch):
+    # grit in a portal-phase metastasis of the metastasis phantom: the rim of the mass left
+    # outside its lesion label is dark, and with the grit as a bridge it once passed as a
+    # 40 mm duct; calcifications beside a mass belong to the mass
+    import calcscope.detect._duct as duct_mod
+    from calcscope.synth import generate_phantom
+
+    ph = generate_phantom("calcified_metastases", seed=0, phase="portal_venous")
+    liver = ph.organs == 1
+    calcs = [o for o in ph.truth.objects if o.type == "calcification"]
+    lab = np.zeros(ph.objects.shape, np.int32)
+    for n, o in enumerate(calcs, start=1):
+        lab[ph.objects == o.label] = n
+    les = find_lesions(ph.volume, liver, phase="portal_venous", calcifications=lab)
+    assert find_ducts(ph.volume, liver, phase="portal_venous", lesions=les, calcifications=lab).components == []
+    monkeypatch.setattr(duct_mod, "MASS_MIN_DIAMETER_MM", 1e6)  # no lesion owns its calcifications
+    assert find_ducts(ph.volume, liver, phase="portal_venous", lesions=les, calcifications=lab).components != []
+
+
+def test_small_lesion_in_a_duct_is_handed_to_the_duct():
+    from calcscope.detect import drop_lesions
+
+    duct = [((60, 40, 25), (60, 40, 135), 6.0, 10.0)]
+    vol, liver, truth = _liver_with(duct, seed=6)
+    fake = np.zeros(vol.shape, np.int32)
+    pts = _points(vol.shape, vol.spacing_zyx)
+    fake[(((pts - np.array([60, 40, 80])) ** 2).sum(-1) <= 3.0**2) & truth] = 1  # a stretch of the duct
+    fake[((pts - np.array([60, 110, 80])) ** 2).sum(-1) <= 6.0**2] = 2  # a lesion far from it
+    det = find_ducts(vol, liver, phase="non_contrast", lesions=fake)
+    assert det.lesions_in_duct == [1]
+    les = find_lesions(vol, liver, phase="non_contrast")
+    les = type(les)(labels=fake, parenchyma_hu=les.parenchyma_hu, noise_hu=les.noise_hu)
+    kept = drop_lesions(les, det.lesions_in_duct)
+    assert kept.count == 1 and (kept.labels == 1).sum() == (fake == 2).sum()
+    assert drop_lesions(les, []) is les

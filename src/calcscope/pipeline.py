@@ -186,7 +186,7 @@ def analyze_volume(
         describe_ducts,
         describe_lesions,
     )
-    from .detect import find_calcifications, find_ducts, find_lesions
+    from .detect import drop_lesions, find_calcifications, find_ducts, find_lesions
     from .reason import reason
     from .segment import estimate_phase, segment_liver
 
@@ -230,14 +230,17 @@ def analyze_volume(
 
     with timer.stage("lesions"):
         les = find_lesions(volume, seg.mask, phase=phase_est.phase, calcifications=calc.labels, vessels=calc.vessels)
-        masks.lesions = les.labels
         duct = find_ducts(volume, seg.mask, phase=phase_est.phase, lesions=les, calcifications=calc.labels)
+        # stretches of a dilated duct that the lesion detector took for lesions
+        les = drop_lesions(les, duct.lesions_in_duct)
+        masks.lesions = les.labels
         masks.ducts = duct.mask
         provenance.append(
             {
                 "stage": "lesions",
                 "parenchyma_hu": round(float(les.parenchyma_hu), 1),
                 "noise_hu": round(float(les.noise_hu), 1),
+                "lesions_merged_into_ducts": len(duct.lesions_in_duct),
             }
         )
 

@@ -10,8 +10,10 @@ contains or rims it, else to a dilated duct it lies in, else to nothing.
 
 Rules (distances in mm, computed on the image grid with its own spacing)
 ------------------------------------------------------------------------
-* candidate lesions: those whose mask, dilated by ``rim_mm``, holds at least
-  ``min_overlap`` of the calcification's voxels; the one holding most wins;
+* candidate lesions: those whose mask, dilated by ``rim_mm`` (at least 1.5 times the
+  coarsest voxel spacing: a segmented boundary is uncertain by about a voxel), holds at
+  least ``min_overlap`` of the calcification's voxels; the one holding most wins, and
+  on a tie the larger lesion;
 * ``wall``: most of the calcification lies outside the (hole-filled) hypodense lesion, or
   at least ``wall_surface_fraction`` of a calcification of ``wall_min_voxels`` or more
   forms the outer surface of lesion + calcification (an eggshell; a focus of a voxel or
@@ -25,7 +27,7 @@ Rules (distances in mm, computed on the image grid with its own spacing)
   (grit scattered through the mass); otherwise a centred focus is ``centre``
   (``in_lesion_centre``);
 * ``in_duct``: not in a lesion, and at least ``min_overlap`` of its voxels within
-  ``duct_rim_mm`` of a dilated duct (location ``along_duct``); two or more such foci on
+  ``duct_rim_mm`` (at least 1.5 times the coarsest spacing) of a dilated duct (location ``along_duct``); two or more such foci on
   the same duct tree are a row of stones: shape ``beaded``, and the duct gets the sign
   ``duct_dilatation_upstream``.
 """
@@ -179,7 +181,11 @@ def associate(
             except ValueError:
                 pass
 
-    reach = max(rules.rim_mm, rules.duct_rim_mm)
+    # a segmented boundary is uncertain by about a voxel along each axis, so on thick
+    # slices the reach grows to one and a half of the coarsest spacing
+    rim_mm = max(rules.rim_mm, 1.5 * max(sp))
+    duct_rim_mm = max(rules.duct_rim_mm, 1.5 * max(sp))
+    reach = max(rim_mm, duct_rim_mm)
     les_boxes = _boxes(les_lab) if les_lab is not None else []
     pad_calc = [int(np.ceil(reach / s)) + 1 for s in sp]
     on_duct: dict[int, list[Finding]] = {}
@@ -196,9 +202,13 @@ def associate(
             ids = np.unique(sub[sub > 0])
             for lid in ids:
                 d = ndi.distance_transform_edt(sub != lid, sampling=sp)
-                near = float((cmask & (d <= rules.rim_mm)).sum()) / max(n_c, 1)
-                if near >= rules.min_overlap and (best is None or near > best[1]):
-                    best = (int(lid), near)
+                near = float((cmask & (d <= rim_mm)).sum()) / max(n_c, 1)
+                # equal reach: the larger lesion (a focus between a mass and a small
+                # hypodense fleck beside it, e.g. part of a scar, belongs to the mass)
+                f_l = les_by_n.get(int(lid))
+                size = float(f_l.volume_mm3 or 0.0) if f_l is not None else 0.0
+                if near >= rules.min_overlap and (best is None or (near, size) > (best[1], best[2])):
+                    best = (int(lid), near, size)
         if best is not None and best[0] in les_by_n and best[0] <= len(les_boxes):
             lid = best[0]
             lbox = les_boxes[lid - 1]
@@ -224,7 +234,7 @@ def associate(
             best_d = None
             for k in ids:
                 d = ndi.distance_transform_edt(sub != k, sampling=sp)
-                near = float((cmask & (d <= rules.duct_rim_mm)).sum()) / max(n_c, 1)
+                near = float((cmask & (d <= duct_rim_mm)).sum()) / max(n_c, 1)
                 if near >= rules.min_overlap and (best_d is None or near > best_d[1]):
                     best_d = (int(k), near)
             if best_d is not None and best_d[0] in duct_by_k:

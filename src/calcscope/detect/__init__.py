@@ -2,13 +2,14 @@
 
 from ._calcification import CalcificationDetection, find_calcifications
 from ._duct import DuctDetection, duct_components, find_ducts
-from ._lesion import LesionDetection, find_lesions
+from ._lesion import LesionDetection, drop_lesions, find_lesions
 
 __all__ = [
     "CalcificationDetection",
     "find_calcifications",
     "LesionDetection",
     "find_lesions",
+    "drop_lesions",
     "DuctDetection",
     "find_ducts",
     "duct_components",

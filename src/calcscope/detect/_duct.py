@@ -84,6 +84,10 @@ class DuctDetection:
         Per tree: label, length_mm, diameter_mm, max_diameter_mm, branch_points, hu_mean.
     rejected: dict
         Reason -> number of candidate components rejected.
+    lesions_in_duct: list of int
+        Labels of the ``lesions`` given that lie in a found duct and are no wider than it
+        (a stretch of the duct, now part of ``mask``); drop them from the lesions with
+        :func:`calcscope.detect.drop_lesions`.
     """
 
     mask: np.ndarray
@@ -93,6 +97,7 @@ class DuctDetection:
     lengths_mm: list[float] = field(default_factory=list)
     components: list[dict[str, float]] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)
+    lesions_in_duct: list[int] = field(default_factory=list)
 
 
 def duct_components(mask: np.ndarray) -> np.ndarray:
@@ -233,6 +238,88 @@ def _core_hu(
     return float(np.median(image[centre]))
 
 
+def _upsample(a: np.ndarray, factors: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """Repeat a detection-grid array back to the full-resolution crop ``shape``."""
+    for ax, f in enumerate(factors):
+        if f > 1:
+            a = np.repeat(a, f, axis=ax)
+    return a[tuple(slice(0, n) for n in shape)]
+
+
+#: a lesion at least this wide (equivalent-sphere diameter, mm) owns the calcifications
+#: beside it: they do not bridge duct pieces (see :func:`_stone_bridges`)
+MASS_MIN_DIAMETER_MM = 10.0
+
+
+def _stone_bridges(cand: np.ndarray, calc: np.ndarray | None, les: np.ndarray | None, grid: Any) -> np.ndarray:
+    """Detection-grid voxels of calcifications (and a one-voxel halo) that touch a duct candidate.
+
+    A stone fills the lumen of its duct, so the dark tube stops on either side of it and a
+    row of stones cuts one duct into pieces too short to pass as a duct. The stones are
+    known (the calcification stage runs first), so where a stone touches a candidate tube
+    its blocks join the candidate; a calcification away from every dark tube adds nothing,
+    and one in or beside a mass (a lesion of ``MASS_MIN_DIAMETER_MM`` or more, within two
+    detection voxels) belongs to that mass. Smaller lesions do not own their stones: a
+    short stretch of dilated duct between two stones reads as a small round lesion.
+    """
+    if calc is None or not np.any(calc):
+        return np.zeros(cand.shape, bool)
+    full = ndi.generate_binary_structure(3, 3)
+    stones = _block_sum(np.asarray(calc[grid.crop]) > 0, grid.factors) > 0
+    if les is not None and np.any(les):
+        les_c = np.asarray(les[grid.crop])
+        counts = np.bincount(les_c.ravel())
+        min_vox = np.pi / 6.0 * MASS_MIN_DIAMETER_MM**3 / float(np.prod(np.asarray(grid.spacing_zyx) / np.asarray(grid.factors)))
+        masses = np.flatnonzero(counts >= min_vox)
+        masses = masses[masses > 0]
+        near_lesion = ndi.binary_dilation(_block_sum(np.isin(les_c, masses), grid.factors) > 0, full, iterations=2)
+        lab_s = cc3d.connected_components(stones, connectivity=26)
+        bad = np.unique(lab_s[near_lesion & stones])
+        stones &= ~np.isin(lab_s, bad[bad > 0])
+    zone = ndi.binary_dilation(stones, full) & grid.liver & ~cand
+    lab = cc3d.connected_components(zone | cand, connectivity=26)
+    touching = np.unique(lab[cand])
+    return zone & np.isin(lab, touching[touching > 0])
+
+
+def _lesions_in_ducts(
+    mask: np.ndarray, les: np.ndarray | None, spacing: tuple[float, float, float], *, max_ratio: float, reach_mm: float
+) -> list[int]:
+    """Labels of lesions lying in a duct of ``mask`` and no wider than it (see :func:`find_ducts`)."""
+    if les is None or not mask.any() or not np.any(les):
+        return []
+    labels = duct_components(mask)
+    out: list[int] = []
+    boxes = ndi.find_objects(np.asarray(les, np.int32))
+    pad = [int(np.ceil(reach_mm / s)) + 1 for s in spacing]
+    vox = float(np.prod(spacing))
+    for k, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        bb = tuple(slice(max(b.start - q, 0), min(b.stop + q, n)) for b, q, n in zip(box, pad, les.shape))
+        lm = les[bb] == k
+        dl = labels[bb]
+        if not dl.any():
+            continue
+        near = ndi.distance_transform_edt(dl == 0, sampling=spacing) <= reach_mm
+        if float((lm & near).sum()) < 0.5 * float(lm.sum()):
+            continue
+        ids, counts = np.unique(dl[near & lm & (dl > 0)], return_counts=True)
+        if ids.size == 0:
+            ids, counts = np.unique(dl[dl > 0], return_counts=True)
+        tree = labels == int(ids[np.argmax(counts)])
+        tb = bbox_slices(tree)
+        if tb is None:
+            continue
+        meas = measure_duct_tree(tree[tb], spacing)
+        # two calibre estimates (mean cross-section, skeleton distance): the larger one
+        calibre = max(meas["diameter_mm"], meas["max_diameter_mm"])
+        d_eq = (6.0 * float(lm.sum()) * vox / np.pi) ** (1.0 / 3.0)
+        if d_eq <= max_ratio * calibre:
+            out.append(k)
+    return out
+
+
 def find_ducts(
     volume: Volume,
     liver: Any,
@@ -254,6 +341,8 @@ def find_ducts(
     rim_mm: float = 3.0,
     core_fraction: float = 0.6,
     min_seed_mm3: float = 50.0,
+    lesion_in_duct_mm: float = 2.0,
+    lesion_in_duct_ratio: float = 1.5,
 ) -> DuctDetection:
     """Find dilated intrahepatic bile ducts inside the liver mask.
 
@@ -304,6 +393,12 @@ def find_ducts(
         Outside the contrast phases, least volume of a near-water (``bile_max_hu``) part from
         which a candidate grows into slightly denser deep voxels; smaller near-water specks in
         an unenhanced vein are noise and do not grow.
+    lesion_in_duct_mm, lesion_in_duct_ratio: float
+        A lesion with most of its voxels within ``lesion_in_duct_mm`` (at least 1.5 times the
+        coarsest spacing) of a found duct and an
+        equivalent-sphere diameter at most ``lesion_in_duct_ratio`` times that duct's
+        largest calibre is a piece of the duct (listed in ``lesions_in_duct``); a mass
+        beside a duct is wider than the duct or lies mostly outside this reach.
 
     Returns
     -------
@@ -357,6 +452,8 @@ def find_ducts(
     deep_part = cand & grid.deep
     near = ndi.distance_transform_edt(~deep_part, sampling=grid.spacing_zyx) <= rim_mm + max(grid.spacing_zyx)
     cand &= grid.deep | near
+    bridge = _stone_bridges(cand, calc, les, grid)
+    cand |= bridge
 
     sp = grid.spacing_zyx
     lab = cc3d.connected_components(cand, connectivity=26)
@@ -383,6 +480,7 @@ def find_ducts(
         kept.append((box, comp, tree))
 
     # full-resolution masks and attenuation check
+    bridge_full = _upsample(bridge, grid.factors, liv[grid.crop].shape)
     full_img = volume.array[grid.crop].astype(np.float32)
     full_liv = liv[grid.crop]
     fsp = volume.spacing_zyx
@@ -402,7 +500,8 @@ def find_ducts(
         core[sl] = up[tuple(slice(0, s.stop - s.start) for s in sl)]
         liv_b = full_liv[fb]
         core &= liv_b
-        valid = liv_b & ~grid.excluded_full[fb]
+        # the stones and their partial-volume halo are not bile: left out of the HU tests
+        valid = liv_b & ~grid.excluded_full[fb] & ~bridge_full[fb]
         raw = full_img[fb]
         content = raw[core & valid]
         if content.size == 0:
@@ -418,8 +517,10 @@ def find_ducts(
         sm = normalized_smooth(raw, valid, fsp, 0.7)
         zone = (ndi.distance_transform_edt(~core, sampling=fsp) <= 2.0) & liv_b
         reg = (sm < 0.5 * (p + duct_hu)) & zone
-        # stones inside the duct belong to it
+        # stones inside the duct belong to it, and so does the halo joining the lumen on
+        # either side of a stone
         reg |= grid.excluded_full[fb] & ndi.binary_dilation(reg, iterations=2) & liv_b
+        reg |= bridge_full[fb] & core
         lab_r = cc3d.connected_components(reg, connectivity=26)
         ids = np.unique(lab_r[core & reg])
         reg = np.isin(lab_r, ids[ids > 0])
@@ -429,6 +530,8 @@ def find_ducts(
 
     mask = empty
     mask[grid.crop] = out
+    not_bile = np.zeros(mask.shape, bool)
+    not_bile[grid.crop] = bridge_full | grid.excluded_full
     labels = duct_components(mask)
     # final check on the full-resolution trees
     from ._lesion import bbox_slices as _bb
@@ -442,7 +545,9 @@ def find_ducts(
             continue
         m = labels[box] == k
         tree = measure_duct_tree(m, fsp)
-        vals_tree = volume.array[box][m]
+        # the tree's content without its stones and their halo
+        content_m = m & ~not_bile[box]
+        vals_tree = volume.array[box][content_m if content_m.any() else m]
         hu_tree = float(np.median(vals_tree))
         deep_frac = float((depth_full[box][m] > rim_mm).mean())
         if not is_tubular(component_shape(m, fsp), min_ratio=3.0, min_elongation=3.0):
@@ -465,6 +570,13 @@ def find_ducts(
         elif tree["length_mm"] < min_length_mm:
             rejected["short"] += 1
             mask[box][m] = False
+    # the reach is at least one and a half of the coarsest spacing (boundary uncertainty)
+    absorbed = _lesions_in_ducts(
+        mask, les, fsp, max_ratio=lesion_in_duct_ratio, reach_mm=max(lesion_in_duct_mm, 1.5 * max(fsp))
+    )
+    if absorbed:
+        # a stretch of dilated duct that the lesion detector took for a small round lesion
+        mask |= np.isin(les, absorbed)
     labels = duct_components(mask)
     comps: list[dict[str, float]] = []
     for k, box in enumerate(ndi.find_objects(labels), start=1):
@@ -483,4 +595,5 @@ def find_ducts(
         lengths_mm=[c["length_mm"] for c in comps],
         components=comps,
         rejected=rejected,
+        lesions_in_duct=absorbed,
     )

@@ -27,7 +27,7 @@ Steps
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cc3d
@@ -36,7 +36,7 @@ from scipy import ndimage as ndi
 
 from ..model import Phase, Volume
 
-__all__ = ["LesionDetection", "find_lesions"]
+__all__ = ["LesionDetection", "find_lesions", "drop_lesions"]
 
 #: voxels brighter than this are treated as calcium/contrast and left out of the smoothing
 _BRIGHT_HU = 250.0
@@ -81,6 +81,22 @@ class LesionDetection:
     @property
     def count(self) -> int:
         return int(self.labels.max()) if self.labels.size else 0
+
+
+def drop_lesions(detection: LesionDetection, drop: list[int]) -> LesionDetection:
+    """A copy of ``detection`` without the lesions ``drop``, the rest renumbered 1..m.
+
+    The survivors keep their order (by centroid), so numbering stays as
+    :func:`find_lesions` defines it.
+    """
+    if not drop:
+        return detection
+    n = detection.count
+    keep = [k for k in range(1, n + 1) if k not in set(drop)]
+    remap = np.zeros(n + 1, np.int32)
+    for new, old in enumerate(keep, start=1):
+        remap[old] = new
+    return replace(detection, labels=remap[detection.labels])
 
 
 # --------------------------------------------------------------------------------------
