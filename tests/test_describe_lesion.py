@@ -189,3 +189,42 @@ def test_describe_reports_partial_volume_and_thresholded_volume():
     assert f.measurements["volume_thresholded_mm3"] == pytest.approx(labels.sum() * np.prod(SPACING), rel=1e-3)
     assert f.volume_mm3 == pytest.approx(f.measurements["volume_partial_volume_mm3"], abs=0.01)
     assert f.volume_mm3 == pytest.approx(truth, rel=0.06)
+
+
+def _hydatid(*, daughters: bool, seed=0):
+    """A 36 mm fluid lesion (22 HU matrix) in a 105 HU liver, with or without four 9 mm
+    daughter cysts (6 HU) inside it."""
+    z, y, x = _grid_mm()
+    r = np.sqrt((z - CENTRE_MM[0]) ** 2 + (y - CENTRE_MM[1]) ** 2 + (x - CENTRE_MM[2]) ** 2)
+    img = np.full(SHAPE, 105.0, np.float32)
+    lesion = r <= RADIUS_MM
+    img[lesion] = 22.0
+    if daughters:
+        for d in [(0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]:
+            c = CENTRE_MM + np.asarray(d, float) * 8.5
+            img[np.sqrt((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) <= 4.5] = 6.0
+    img += np.random.default_rng(seed).normal(0.0, 10.0, SHAPE).astype(np.float32)
+    vol = Volume(array=np.round(img).astype(np.int16), spacing_zyx=SPACING)
+    liver = np.zeros(SHAPE, bool)
+    liver[2:-2, 4:-4, 4:-4] = True
+    return vol, liver, lesion.astype(np.int32)
+
+
+@pytest.mark.parametrize("phase", ["non_contrast", "portal_venous"])
+def test_daughter_cysts_make_a_complex_cyst(phase):
+    vol, liver, labels = _hydatid(daughters=True)
+    f = _describe(vol, liver, labels, phase=phase)
+    assert f.kind == "cyst" and f.density == "mixed"
+    assert "daughter_cysts" in f.signs
+    assert f.measurements["locules"] >= 2
+    assert f.measurements["locule_contrast_hu"] >= 8.0
+    # the sign reaches the reasoning stage as the feature the knowledge base scores
+    doc = FindingsDocument(findings=[f], modality="CT", phase=phase)
+    assert extract_features(doc)["sign_daughter_cysts"].present is True
+
+
+def test_uniform_fluid_lesion_has_no_daughter_cysts():
+    vol, liver, labels = _hydatid(daughters=False)
+    f = _describe(vol, liver, labels)
+    assert "daughter_cysts" not in f.signs
+    assert f.measurements.get("locules", 0) == 0

@@ -22,6 +22,12 @@ Per lesion (label n of the lesion label map) :func:`describe_lesions` measures
 * cyst-like: water attenuation (about 0-20 HU), homogeneous and sharply marginated ->
   kind ``"cyst"`` with density ``"cystic"``; otherwise kind ``"lesion"``, density
   ``"hypodense"`` or ``"mixed"``;
+* daughter cysts: in a fluid-like lesion (mean under ``locule_max_mean_hu``), round
+  pockets darker than its matrix (two or more) with a sharp margin and no enhancing rim or
+  nodules make a complex cyst: kind ``"cyst"``, density ``"mixed"``, sign
+  ``daughter_cysts`` (and ``septa`` where thin brighter sheets are found), the hallmark
+  of a hydatid cyst (``seeds/001_fc47ebb88f3c1e60.txt``: low-density cystic areas of
+  varying size inside a hydatid focus are its characteristic CT sign);
 * location: lobe, depth below the capsule.
 """
 
@@ -82,6 +88,21 @@ class LesionThresholds:
     #: smallest sphericity (volume / volume of the sphere of the locule's longest extent) of a
     #: round daughter cyst
     locule_min_roundness: float = 0.3
+    #: mean HU (non-calcified voxels) below which a lesion is fluid-like enough to be searched
+    #: for locules (daughter cysts) and septa
+    locule_max_mean_hu: float = 30.0
+    #: Gaussian smoothing of the locule / septum search, mm
+    locule_smoothing_mm: float = 1.5
+    #: a locule is also darker than the matrix by at least this many smoothed-noise SDs
+    locule_noise_sds: float = 2.5
+    #: smallest locule, equivalent-sphere diameter, mm
+    locule_min_diameter_mm: float = 5.0
+    #: fewest locules that make daughter cysts
+    locule_min_count: int = 2
+    #: a septum is a thin internal sheet brighter than the matrix by the locule contrast;
+    #: its largest half-thickness (after smoothing), mm, and smallest extent, mm
+    septum_max_half_thickness_mm: float = 2.0
+    septum_min_extent_mm: float = 10.0
 
 
 def _slice_contour_mm(mask2d: np.ndarray, spacing_yx: np.ndarray) -> np.ndarray:
@@ -264,6 +285,78 @@ def _peripheral_enhancement(
         out["pattern"] = "ring"
     elif k >= 2:
         out["pattern"] = "nodular"
+    return out
+
+
+def _locules_and_septa(
+    img: np.ndarray,
+    soft: np.ndarray,
+    d_in: np.ndarray,
+    sp: tuple[float, float, float],
+    *,
+    noise_hu: float,
+    th: type[LesionThresholds],
+) -> dict[str, Any]:
+    """Daughter cysts (round darker pockets) and septa (thin brighter sheets) in a fluid lesion.
+
+    Everything outside the lesion's non-calcified voxels is set to the matrix HU (the median
+    of those voxels) before a Gaussian of ``locule_smoothing_mm``, so neither the parenchyma
+    nor a calcified wall bleeds into the search. A locule is a component of the interior
+    (more than one smoothing width from the boundary) darker than the matrix by
+    ``max(locule_contrast_hu, locule_noise_sds`` smoothed-noise SD), with an equivalent
+    diameter of at least ``locule_min_diameter_mm``, a volume of at least
+    ``locule_min_volume_mm3`` and roundness (volume over the sphere of its longest extent)
+    of at least ``locule_min_roundness``. A septum is a component brighter than the matrix by
+    the same margin, at most ``septum_max_half_thickness_mm`` thick (half-thickness: its
+    largest inner distance) and at least ``septum_min_extent_mm`` long.
+
+    Returns
+    -------
+    dict
+        ``locules`` (count), ``locule_contrast_hu`` (median depth below the matrix, smoothed),
+        ``septa`` (count), ``matrix_hu``.
+    """
+    spv = np.asarray(sp, dtype=float)
+    vox = float(np.prod(spv))
+    matrix = float(np.median(img[soft]))
+    filled = np.where(soft, img, matrix).astype(np.float32)
+    sigma_vox = th.locule_smoothing_mm / spv
+    smooth = ndi.gaussian_filter(filled, sigma_vox)
+    s_noise = noise_hu * _smoothing_noise_factor(sigma_vox)
+    margin_hu = max(th.locule_contrast_hu, th.locule_noise_sds * s_noise)
+    interior = soft & (d_in > th.locule_smoothing_mm)
+    out: dict[str, Any] = {"locules": 0, "septa": 0, "matrix_hu": matrix}
+    if interior.sum() < 10:
+        return out
+    full = np.ones((3, 3, 3), bool)
+    lab, n = ndi.label(interior & (smooth <= matrix - margin_hu), structure=full)
+    depths = []
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        if sl is None:
+            continue
+        comp = lab[sl] == i
+        v = float(comp.sum()) * vox
+        d_eq = (6.0 * v / np.pi) ** (1.0 / 3.0)
+        if v < th.locule_min_volume_mm3 or d_eq < th.locule_min_diameter_mm:
+            continue
+        pts = np.argwhere(comp) * spv
+        ext = float(np.sqrt(((pts.max(0) - pts.min(0) + spv) ** 2).max()))
+        if v / (np.pi / 6.0 * ext**3) < th.locule_min_roundness:
+            continue
+        depths.append(matrix - float(smooth[sl][comp].min()))
+    out["locules"] = len(depths)
+    if depths:
+        out["locule_contrast_hu"] = float(np.median(depths))
+    lab, n = ndi.label(interior & (smooth >= matrix + margin_hu), structure=full)
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        if sl is None:
+            continue
+        comp = np.pad(lab[sl] == i, 1)
+        half = float(ndi.distance_transform_edt(comp, sampling=spv).max())
+        pts = np.argwhere(comp) * spv
+        ext = float(np.linalg.norm(pts.max(0) - pts.min(0)))
+        if half <= th.septum_max_half_thickness_mm and ext >= th.septum_min_extent_mm:
+            out["septa"] += 1
     return out
 
 
@@ -471,9 +564,30 @@ def _describe_one(
         elif periph["pattern"] == "ring":
             enhancement = "rim"
 
+    loc: dict[str, Any] = {"locules": 0, "septa": 0}
+    if hu_mean < th.locule_max_mean_hu and r_max >= 2.0 * th.locule_min_diameter_mm / 2.0 + th.locule_smoothing_mm:
+        loc = _locules_and_septa(img, soft, d_in, sp, noise_hu=noise, th=th)
+    # a sharply marginated fluid lesion with daughter cysts and no enhancing rim or nodules
+    # is a complex cyst (hydatid), not a necrotic tumour or an abscess; septa alone are
+    # too weak a sign to change the kind (a calcified ring's halo reads as one)
+    complex_cyst = (
+        loc["locules"] >= th.locule_min_count
+        and margin == "well_defined"
+        and enhancement not in ("rim", "peripheral_nodular_centripetal")
+    )
+    if complex_cyst:
+        # the ring / target reading of such a lesion is its peripheral locules, not a rim
+        signs = [s_ for s_ in signs if s_ not in ("target", "bulls_eye", "central_necrosis")]
+        if loc["locules"] >= th.locule_min_count:
+            signs.append("daughter_cysts")
+        if loc["septa"] > 0:
+            signs.append("septa")
+
     lo, hi = th.cyst_hu_range
     cyst = lo <= hu_mean <= hi and homogeneous and margin == "well_defined" and not signs
-    if cyst:
+    if complex_cyst:
+        kind, density = "cyst", "mixed"
+    elif cyst:
         kind, density = "cyst", "cystic"
     else:
         kind = "lesion"
@@ -525,6 +639,12 @@ def _describe_one(
         meas["core_hu"] = round(core_hu, 1)
     if np.isfinite(rim_out):
         meas["outer_band_hu"] = round(rim_out, 1)
+    if loc["locules"] or loc["septa"]:
+        meas["locules"] = int(loc["locules"])
+        meas["septa"] = int(loc["septa"])
+        meas["locule_matrix_hu"] = round(float(loc["matrix_hu"]), 1)
+        if "locule_contrast_hu" in loc:
+            meas["locule_contrast_hu"] = round(float(loc["locule_contrast_hu"]), 1)
     if periph.get("nodules"):
         meas["peripheral_nodules"] = int(periph["nodules"])
         meas["peripheral_nodule_peak_hu"] = round(float(periph["nodule_hu"]), 1)

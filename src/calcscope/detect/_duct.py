@@ -251,30 +251,39 @@ def _upsample(a: np.ndarray, factors: tuple[int, ...], shape: tuple[int, ...]) -
 MASS_MIN_DIAMETER_MM = 10.0
 
 
-def _stone_bridges(cand: np.ndarray, calc: np.ndarray | None, les: np.ndarray | None, grid: Any) -> np.ndarray:
+def _mass_zone(les: np.ndarray | None, grid: Any) -> np.ndarray | None:
+    """Detection-grid voxels in or within two voxels of a mass (a lesion of ``MASS_MIN_DIAMETER_MM`` or more)."""
+    if les is None or not np.any(les):
+        return None
+    les_c = np.asarray(les[grid.crop])
+    counts = np.bincount(les_c.ravel())
+    min_vox = np.pi / 6.0 * MASS_MIN_DIAMETER_MM**3 / float(np.prod(np.asarray(grid.spacing_zyx) / np.asarray(grid.factors)))
+    masses = np.flatnonzero(counts >= min_vox)
+    masses = masses[masses > 0]
+    if masses.size == 0:
+        return None
+    full = ndi.generate_binary_structure(3, 3)
+    return ndi.binary_dilation(_block_sum(np.isin(les_c, masses), grid.factors) > 0, full, iterations=2)
+
+
+def _stone_bridges(cand: np.ndarray, calc: np.ndarray | None, near_mass: np.ndarray | None, grid: Any) -> np.ndarray:
     """Detection-grid voxels of calcifications (and a one-voxel halo) that touch a duct candidate.
 
     A stone fills the lumen of its duct, so the dark tube stops on either side of it and a
     row of stones cuts one duct into pieces too short to pass as a duct. The stones are
     known (the calcification stage runs first), so where a stone touches a candidate tube
     its blocks join the candidate; a calcification away from every dark tube adds nothing,
-    and one in or beside a mass (a lesion of ``MASS_MIN_DIAMETER_MM`` or more, within two
-    detection voxels) belongs to that mass. Smaller lesions do not own their stones: a
-    short stretch of dilated duct between two stones reads as a small round lesion.
+    and one in or beside a mass (``near_mass``, see :func:`_mass_zone`) belongs to that
+    mass. Smaller lesions do not own their stones: a short stretch of dilated duct between
+    two stones reads as a small round lesion.
     """
     if calc is None or not np.any(calc):
         return np.zeros(cand.shape, bool)
     full = ndi.generate_binary_structure(3, 3)
     stones = _block_sum(np.asarray(calc[grid.crop]) > 0, grid.factors) > 0
-    if les is not None and np.any(les):
-        les_c = np.asarray(les[grid.crop])
-        counts = np.bincount(les_c.ravel())
-        min_vox = np.pi / 6.0 * MASS_MIN_DIAMETER_MM**3 / float(np.prod(np.asarray(grid.spacing_zyx) / np.asarray(grid.factors)))
-        masses = np.flatnonzero(counts >= min_vox)
-        masses = masses[masses > 0]
-        near_lesion = ndi.binary_dilation(_block_sum(np.isin(les_c, masses), grid.factors) > 0, full, iterations=2)
+    if near_mass is not None:
         lab_s = cc3d.connected_components(stones, connectivity=26)
-        bad = np.unique(lab_s[near_lesion & stones])
+        bad = np.unique(lab_s[near_mass & stones])
         stones &= ~np.isin(lab_s, bad[bad > 0])
     zone = ndi.binary_dilation(stones, full) & grid.liver & ~cand
     lab = cc3d.connected_components(zone | cand, connectivity=26)
@@ -449,10 +458,15 @@ def find_ducts(
         # a detection-grid voxel is a lesion voxel when most of its block is
         frac = _block_sum(les_crop, grid.factors) / float(np.prod(grid.factors))
         cand &= frac < 0.5
+    near_mass = _mass_zone(les, grid)
+    if near_mass is not None:
+        # the partial-volume edge of a mass (left outside its label) is a dark crescent, a
+        # curved sheet hugging the mass: not a duct; a duct leaving the mass is found beyond
+        cand &= ~(near_mass & ndi.binary_dilation(frac > 0, ndi.generate_binary_structure(3, 3)))
     deep_part = cand & grid.deep
     near = ndi.distance_transform_edt(~deep_part, sampling=grid.spacing_zyx) <= rim_mm + max(grid.spacing_zyx)
     cand &= grid.deep | near
-    bridge = _stone_bridges(cand, calc, les, grid)
+    bridge = _stone_bridges(cand, calc, near_mass, grid)
     cand |= bridge
 
     sp = grid.spacing_zyx
