@@ -477,6 +477,12 @@ def find_ducts(
         if box is None:
             continue
         comp = lab[box] == i
+        # the principal-axis extent is at most the box diagonal plus a voxel: a small box
+        # is short without computing the distance map
+        diag = float(np.linalg.norm([(b.stop - b.start) * s_ for b, s_ in zip(box, sp)]))
+        if diag + min(sp) < 0.75 * min_length_mm:
+            rejected["short"] += 1
+            continue
         shape = component_shape(comp, sp)
         if shape["extent_mm"] < 0.75 * min_length_mm:
             rejected["short"] += 1
@@ -547,43 +553,45 @@ def find_ducts(
     not_bile = np.zeros(mask.shape, bool)
     not_bile[grid.crop] = bridge_full | grid.excluded_full
     labels = duct_components(mask)
-    # final check on the full-resolution trees
-    from ._lesion import bbox_slices as _bb
-
-    depth_full = np.zeros(mask.shape, np.float32)
-    lb = _bb(liv, pad=1)
-    if lb is not None:
-        depth_full[lb] = edt_mm(liv[lb], volume.spacing_zyx)
+    # final check on the full-resolution trees; the cheap tests first, the skeleton last
+    pad_rim = [int(np.ceil(rim_mm / sp_)) + 1 for sp_ in fsp]
+    measured: dict[tuple, dict[str, float]] = {}  # (box, voxel count) -> measure_duct_tree
     for k, box in enumerate(ndi.find_objects(labels), start=1):
         if box is None:
             continue
         m = labels[box] == k
-        tree = measure_duct_tree(m, fsp)
         # the tree's content without its stones and their halo
         content_m = m & ~not_bile[box]
         vals_tree = volume.array[box][content_m if content_m.any() else m]
         hu_tree = float(np.median(vals_tree))
-        deep_frac = float((depth_full[box][m] > rim_mm).mean())
+        # depth below the capsule, exact up to rim_mm: the liver in the box padded by rim_mm
+        pbox = tuple(slice(max(b.start - q, 0), min(b.stop + q, n)) for b, q, n in zip(box, pad_rim, mask.shape))
+        inner = tuple(slice(b.start - pb.start, b.stop - pb.start) for b, pb in zip(box, pbox))
+        depth = edt_mm(liv[pbox], fsp)[inner]  # the array edge is not a capsule: no padding
+        deep_frac = float((depth[m] > rim_mm).mean())
+        tree: dict[str, float] | None = None
         if not is_tubular(component_shape(m, fsp), min_ratio=3.0, min_elongation=3.0):
             rejected["not_tubular"] += 1
-            mask[box][m] = False
-        elif tree["diameter_mm"] < min_diameter_mm:
-            rejected["calibre"] += 1
-            mask[box][m] = False
         elif deep_frac < min_deep_fraction:
             # runs along the capsule: partial volume with fat, not a duct
             rejected["subcapsular"] = rejected.get("subcapsular", 0) + 1
-            mask[box][m] = False
         elif fat_fraction(vals_tree, noise_hu=grid.noise_hu) > max_fat_fraction:
             # fat in the fissures / porta hepatis that the liver mask took in
             rejected["fat"] = rejected.get("fat", 0) + 1
-            mask[box][m] = False
         elif contrast_phase and p - hu_tree < min_tree_contrast_hu:
             rejected["attenuation"] += 1
+        else:
+            tree = measure_duct_tree(m, fsp)
+            if tree["diameter_mm"] < min_diameter_mm:
+                rejected["calibre"] += 1
+                tree = None
+            elif tree["length_mm"] < min_length_mm:
+                rejected["short"] += 1
+                tree = None
+        if tree is None:
             mask[box][m] = False
-        elif tree["length_mm"] < min_length_mm:
-            rejected["short"] += 1
-            mask[box][m] = False
+        else:
+            measured[(tuple((b.start, b.stop) for b in box), int(m.sum()))] = tree
     # the reach is at least one and a half of the coarsest spacing (boundary uncertainty)
     absorbed = _lesions_in_ducts(
         mask, les, fsp, max_ratio=lesion_in_duct_ratio, reach_mm=max(lesion_in_duct_mm, 1.5 * max(fsp))
@@ -597,7 +605,8 @@ def find_ducts(
         if box is None:
             continue
         m = labels[box] == k
-        tree = measure_duct_tree(m, fsp)
+        key = (tuple((b.start, b.stop) for b in box), int(m.sum()))
+        tree = dict(measured[key]) if key in measured else measure_duct_tree(m, fsp)
         tree["label"] = float(k)
         tree["hu_mean"] = float(volume.array[box][m].astype(np.float32).mean())
         comps.append(tree)

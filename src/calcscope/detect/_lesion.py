@@ -528,6 +528,8 @@ def _mass_candidates(
             comp = lab[box] == i
             if not (comp & seed[box]).any():
                 continue
+            if ndi.binary_fill_holes(comp).sum() * float(np.prod(grid.spacing_zyx)) < min_vol:
+                continue  # too small, whatever its shape
             shape = component_shape(comp, grid.spacing_zyx)
             if shape["volume_mm3"] < min_vol or is_tubular(shape, min_ratio=3.0, min_elongation=2.5):
                 continue
@@ -793,10 +795,11 @@ def find_lesions(
         if box is None:
             continue
         comp = lab[box] == i
-        shape = component_shape(comp, sp)
-        if shape["volume_mm3"] < 0.5 * min_vol_mm3:
+        # the volume test needs no distance map: most components are noise specks
+        if ndi.binary_fill_holes(comp).sum() * float(np.prod(sp)) < 0.5 * min_vol_mm3:
             rejected["small"] += 1
             continue
+        shape = component_shape(comp, sp)
         if is_tubular(shape):
             # a lesion may be joined to a hypodense tube through faint voxels: keep the
             # compact seed cores of the component, hand the rest to the duct detector
