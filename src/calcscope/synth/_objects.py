@@ -505,6 +505,10 @@ class _Placer:
                 continue
             if not self._others_clear(p[None], r, gap)[0]:
                 continue
+            # not where the IVC or a large vessel runs under the capsule: its label would
+            # overwrite the liver's, leaving the plaque outside the truth liver
+            if not self._vessel_clear(p[None], r, 1.0)[0]:
+                continue
             return p
         return None
 
