@@ -159,3 +159,20 @@ def test_reach_grows_with_slice_thickness():
     calc_far[13, 14:16, 14:16] = 1  # four 1 mm slices past the edge
     g = _assoc_labels(les, calc_far, (1.0, 1.0, 1.0), [600.0])
     assert g.parent_id is None
+
+
+def test_grit_spread_through_a_mass_is_whole_and_a_speck_at_its_edge_is_periphery():
+    sp = (1.0, 1.0, 1.0)
+    z, y, x = np.indices((40, 40, 40))
+    les = (((z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2) <= 14**2).astype(np.int32)
+    grit = np.zeros(les.shape, np.int32)
+    # five particles, off-centre as a group, spread over most of the mass
+    for c in [(20, 8, 20), (20, 14, 28), (26, 20, 12), (14, 26, 22), (20, 30, 16)]:
+        grit[c[0] - 1 : c[0] + 1, c[1] - 1 : c[1] + 1, c[2] - 1 : c[2] + 1] = 1
+    les[grit > 0] = 0  # dense voxels are not in the hypodense lesion label
+    f = _assoc_labels(les, grit, sp, [11000.0])
+    assert f.parent_id == "lesion-001" and f.relation == "whole"
+    speck = np.zeros(les.shape, np.int32)
+    speck[20, 20, 35] = 1  # one voxel just outside the segmented edge
+    g = _assoc_labels(les, speck, sp, [11000.0])
+    assert g.parent_id == "lesion-001" and g.relation == "periphery"

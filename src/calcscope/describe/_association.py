@@ -14,7 +14,10 @@ Rules (distances in mm, computed on the image grid with its own spacing)
   coarsest voxel spacing: a segmented boundary is uncertain by about a voxel), holds at
   least ``min_overlap`` of the calcification's voxels; the one holding most wins, and
   on a tie the larger lesion;
-* ``wall``: most of the calcification lies outside the (hole-filled) hypodense lesion, or
+* ``whole`` (grit): three or more separate particles (``grit_min_particles``), mostly inside
+  the lesion, spread over at least ``whole_extent_ratio`` of its longest diameter;
+* ``wall``: most of a calcification of ``wall_min_voxels`` or more lies outside the
+  (hole-filled) hypodense lesion (a smaller one there is ``periphery``), or
   at least ``wall_surface_fraction`` of a calcification of ``wall_min_voxels`` or more
   forms the outer surface of lesion + calcification (an eggshell; a focus of a voxel or
   two next to the boundary is too small to tell wall from periphery): location ``cyst_wall`` when the lesion is cyst-like, else
@@ -55,6 +58,7 @@ class AssociationRules:
     whole_extent_ratio: float = 0.5
     wall_surface_fraction: float = 0.4
     wall_min_voxels: int = 8
+    grit_min_particles: int = 3
     centre_depth_fraction: float = 0.7
     duct_rim_mm: float = 2.5
 
@@ -119,11 +123,21 @@ def _classify(
     surf = union & ~ndi.binary_erosion(union, ndi.generate_binary_structure(3, 1))
     on_surface = float((calc & surf).sum()) / max(n_c, 1)
     info["fraction_on_surface"] = on_surface
+    # grit: three or more particles spread over at least whole_extent_ratio of the lesion
+    n_particles = int(ndi.label(calc, structure=np.ones((3, 3, 3), bool))[1])
+    info["particles"] = float(n_particles)
     if vol_frac >= rules.whole_fraction:
         return "whole", info
-    shell = n_c >= rules.wall_min_voxels and on_surface >= rules.wall_surface_fraction
-    if in_frac < 0.5 or shell:
+    if n_particles >= rules.grit_min_particles and ext_ratio >= rules.whole_extent_ratio and in_frac >= 0.5:
+        # scattered through the mass: where their common centroid falls says nothing
+        return "whole", info
+    big_enough = n_c >= rules.wall_min_voxels
+    shell = big_enough and on_surface >= rules.wall_surface_fraction
+    if (in_frac < 0.5 and big_enough) or shell:
         return "wall", info
+    if in_frac < 0.5:
+        # a focus of a few voxels at the boundary: too small to tell a wall from the periphery
+        return "periphery", info
     centred = depth_c >= rules.centre_depth_fraction * r_max
     if centred and ext_ratio >= rules.whole_extent_ratio:
         return "whole", info
