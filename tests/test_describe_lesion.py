@@ -228,3 +228,16 @@ def test_uniform_fluid_lesion_has_no_daughter_cysts():
     f = _describe(vol, liver, labels)
     assert "daughter_cysts" not in f.signs
     assert f.measurements.get("locules", 0) == 0
+
+
+def test_nodules_beyond_an_undersegmented_edge_still_count():
+    # the hypodense segmentation leaves out the bright nodules and a margin around them: the
+    # nodules then lie up to about 5 mm outside the label and must still be read
+    from scipy import ndimage as ndi
+
+    vol, liver, labels = _phantom(noise_hu=1.0)
+    nodules = (np.asarray(vol.array) > 120) & (labels > 0)
+    carved = (labels > 0) & ~ndi.binary_dilation(nodules, iterations=3)
+    f = _describe(vol, liver, carved.astype(np.int32))
+    assert f.enhancement == "peripheral_nodular_centripetal"
+    assert f.measurements["peripheral_nodules"] >= 2

@@ -65,9 +65,9 @@ class LesionThresholds:
     calcium_above_parenchyma_hu: float = 100.0
     #: outer part of the lesion (fraction of its equivalent-sphere radius) searched for nodules
     nodule_rim_fraction: float = 0.3
-    #: band outside the segmented boundary also searched (enhancing nodules are often cut off
-    #: the hypodense segmentation), mm
-    nodule_search_outside_mm: float = 3.0
+    #: band outside the segmented boundary also searched, mm: the hypodense segmentation
+    #: leaves out the enhancing nodules and stops short of them by up to a few mm
+    nodule_search_outside_mm: float = 5.0
     #: a nodule's mean HU must lie within this fraction of the blood-pool HU
     nodule_blood_pool_tolerance: float = 0.2
     #: and exceed the parenchyma by at least this, HU
