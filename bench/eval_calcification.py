@@ -45,7 +45,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from calcscope.describe import associate, calcification_pattern, describe_calcifications, describe_ducts, describe_lesions
-from calcscope.detect import drop_lesions, find_calcifications, find_ducts, find_lesions
+from calcscope.detect import find_calcifications, find_lesions_and_ducts
 from calcscope.synth import PRESETS, generate_phantom
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,9 +119,7 @@ def _associate_as_the_pipeline(vol, liver, phase, det, calcs, lobes) -> None:
     The distribution class "clustered within lesions" needs each calcification's parent, so
     the pattern is measured after association, as in the pipeline (not timed as detection).
     """
-    les = find_lesions(vol, liver, phase=phase, calcifications=det.labels, vessels=det.vessels)
-    ducts = find_ducts(vol, liver, phase=phase, lesions=les, calcifications=det.labels)
-    les = drop_lesions(les, ducts.lesions_in_duct)
+    les, ducts = find_lesions_and_ducts(vol, liver, phase=phase, calcifications=det.labels, vessels=det.vessels)
     lf = describe_lesions(
         vol, les.labels, liver=liver, lobes=lobes, parenchyma_hu=les.parenchyma_hu, noise_hu=les.noise_hu, phase=phase
     )

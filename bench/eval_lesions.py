@@ -37,7 +37,7 @@ from collections import defaultdict
 import numpy as np
 
 from calcscope.describe import associate, describe_ducts, describe_lesions
-from calcscope.detect import drop_lesions, find_ducts, find_lesions
+from calcscope.detect import find_lesions_and_ducts
 from calcscope.model import Finding
 from calcscope.synth import HU_BY_PHASE, PRESET_PHASE, PRESETS, generate_phantom
 
@@ -62,9 +62,7 @@ def _evaluate_phantom(ph, preset: str, seed: int, *, hypodense_hu: float, liver_
     liver = ph.organs == 1
     calc_lab, calc_truth = _calc_labels(ph)
     t0 = time.perf_counter()
-    det = find_lesions(vol, liver, phase=phase, calcifications=calc_lab)
-    ducts = find_ducts(vol, liver, phase=phase, lesions=det, calcifications=calc_lab)
-    det = drop_lesions(det, ducts.lesions_in_duct)  # as the pipeline does
+    det, ducts = find_lesions_and_ducts(vol, liver, phase=phase, calcifications=calc_lab)  # as the pipeline
     t_det = time.perf_counter() - t0
     lf = describe_lesions(
         vol, det.labels, liver=liver, lobes=ph.lobes, parenchyma_hu=det.parenchyma_hu, noise_hu=det.noise_hu,

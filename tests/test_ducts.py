@@ -216,3 +216,22 @@ def test_small_lesion_in_a_duct_is_handed_to_the_duct():
     kept = drop_lesions(les, det.lesions_in_duct)
     assert kept.count == 1 and (kept.labels == 1).sum() == (fake == 2).sum()
     assert drop_lesions(les, []) is les
+
+
+def test_find_lesions_and_ducts_hands_duct_stretches_to_the_duct():
+    # duct-stone phantom (seed 1, arterial): the lesion detector takes stretches of the
+    # plugged duct for small lesions; the combined stage gives them to the duct
+    from calcscope.detect import find_lesions_and_ducts
+    from calcscope.synth import generate_phantom
+
+    ph = generate_phantom("duct_stones", seed=1, phase="arterial")
+    liver = ph.organs == 1
+    calcs = [o for o in ph.truth.objects if o.type == "calcification"]
+    lab = np.zeros(ph.objects.shape, np.int32)
+    for n, o in enumerate(calcs, start=1):
+        lab[ph.objects == o.label] = n
+    alone = find_lesions(ph.volume, liver, phase="arterial", calcifications=lab)
+    les, ducts = find_lesions_and_ducts(ph.volume, liver, phase="arterial", calcifications=lab)
+    assert ducts.lesions_in_duct and len(ducts.components) == 1
+    assert les.count == alone.count - len(ducts.lesions_in_duct)
+    assert not (les.labels.astype(bool) & ducts.mask).any()

@@ -81,7 +81,7 @@ def test_stage_failure_names_the_stage_and_leaves_no_output(metastases_case, tmp
     def broken(*args, **kwargs):
         raise ValueError("synthetic failure")
 
-    monkeypatch.setattr(calcscope.detect, "find_lesions", broken)
+    monkeypatch.setattr(calcscope.detect, "find_lesions_and_ducts", broken)
     with pytest.raises(PipelineError, match="'lesions' stage failed"):
         analyze(metastases_case / "ct.nii.gz", timestamp=False)
     out = tmp_path / "never"

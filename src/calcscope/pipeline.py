@@ -186,7 +186,7 @@ def analyze_volume(
         describe_ducts,
         describe_lesions,
     )
-    from .detect import drop_lesions, find_calcifications, find_ducts, find_lesions
+    from .detect import find_calcifications, find_lesions_and_ducts
     from .reason import reason
     from .segment import estimate_phase, segment_liver
 
@@ -229,10 +229,9 @@ def analyze_volume(
         )
 
     with timer.stage("lesions"):
-        les = find_lesions(volume, seg.mask, phase=phase_est.phase, calcifications=calc.labels, vessels=calc.vessels)
-        duct = find_ducts(volume, seg.mask, phase=phase_est.phase, lesions=les, calcifications=calc.labels)
-        # stretches of a dilated duct that the lesion detector took for lesions
-        les = drop_lesions(les, duct.lesions_in_duct)
+        les, duct = find_lesions_and_ducts(
+            volume, seg.mask, phase=phase_est.phase, calcifications=calc.labels, vessels=calc.vessels
+        )
         masks.lesions = les.labels
         masks.ducts = duct.mask
         provenance.append(

@@ -3,6 +3,7 @@
 from ._calcification import CalcificationDetection, find_calcifications
 from ._duct import DuctDetection, duct_components, find_ducts
 from ._lesion import LesionDetection, drop_lesions, find_lesions
+from ._stage import find_lesions_and_ducts
 
 __all__ = [
     "CalcificationDetection",
@@ -10,6 +11,7 @@ __all__ = [
     "LesionDetection",
     "find_lesions",
     "drop_lesions",
+    "find_lesions_and_ducts",
     "DuctDetection",
     "find_ducts",
     "duct_components",
