@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from calcscope.segment._grid import block_reduce_mask, block_reduce_mean, dilate_mm, erode_mm
-from calcscope.segment._landmarks import IVC_FROM_AORTA_MM, AortaFit, find_ivc
+from calcscope.segment._landmarks import IVC_FROM_AORTA_MM, AortaFit, find_ivc, track_ivc
 
 
 def _reference_block_mean(arr: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
@@ -75,3 +75,48 @@ def test_find_ivc_disc_right_of_the_aorta():
     # an IVC enhanced like the liver cannot be told apart: nothing is returned
     same = np.full_like(img, 60.0)
     assert not find_ivc(same, (0, 5), aorta, sp, liver_hu=60.0, min_gap_hu=8.0).any()
+
+
+def _tube_scene(ivc_hu: float, liver_hu: float):
+    """Fat with a 22 mm IVC tube right of the aorta; a liver block encloses it from slice 10 up."""
+    rng = np.random.default_rng(0)
+    sp = (2.5, 3.0, 3.0)
+    nz, ny, nx = 30, 60, 60
+    img = np.full((nz, ny, nx), -100.0, np.float32)
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    ay, ax = 30.0, 45.0
+    iy, ix = ay + IVC_FROM_AORTA_MM[0] / sp[1], ax + IVC_FROM_AORTA_MM[1] / sp[2]
+    disc = ((yy - iy) * sp[1]) ** 2 + ((xx - ix) * sp[2]) ** 2 <= 11.0**2
+    block = (np.abs(yy - iy) * sp[1] <= 30.0) & (xx * sp[2] <= (ix * sp[2] + 20.0))
+    liver = np.zeros(img.shape, bool)
+    liver[10:, block] = True
+    img[liver] = liver_hu
+    img[:, disc] = ivc_hu
+    img += rng.normal(0, 3.0, img.shape).astype(np.float32)
+    aorta = AortaFit(hu=max(ivc_hu, 120.0), centre_yx=(ay, ax), radius_mm=6.0, slices=nz)
+    return img, liver, np.ones(img.shape, bool), aorta, sp, disc
+
+
+def test_track_ivc_follows_the_tube_into_the_liver():
+    # the IVC differs from liver (110 against 90 HU): it is seen on every liver slice
+    img, liver, body, aorta, sp, disc = _tube_scene(110.0, 90.0)
+    t = track_ivc(img, liver, body, aorta, sp, liver_hu=90.0, min_gap_hu=8.0)
+    assert t is not None and abs(t.hu - 110.0) < 10
+    assert (t.source[10:] == 2).all()
+    rim = ndi.binary_dilation(disc, iterations=1)
+    for z in range(10, 30):
+        assert (t.mask[z] & disc).sum() >= 0.8 * disc.sum()
+        assert (t.mask[z] & ~rim).sum() == 0
+
+
+def test_track_ivc_carries_the_shape_a_limited_height_where_it_matches_the_liver():
+    # equal enhancement (92 against 90 HU): above the last slice where the tube was seen, its
+    # cross-section is carried up for max_predict_mm (15 mm = 6 slices of 2.5 mm), then the track ends
+    img, liver, body, aorta, sp, disc = _tube_scene(92.0, 90.0)
+    t = track_ivc(img, liver, body, aorta, sp, liver_hu=90.0, min_gap_hu=8.0)
+    assert t is not None
+    assert (t.source[10:16] == 3).all() and (t.source[16:] == 0).all()
+    for z in range(10, 16):
+        assert (t.mask[z] & disc).sum() >= 0.8 * disc.sum()
+    # a scan that starts inside the liver offers no seed
+    assert track_ivc(img[10:], liver[10:], body[10:], aorta, sp, liver_hu=90.0) is None

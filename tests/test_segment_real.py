@@ -122,10 +122,11 @@ def test_equal_density_neighbours_mostly_outside(results):
 def test_vessels_inside_on_contrast_case(results):
     # TotalSegmentator labels of the contrast series: IVC 63, portal/splenic vein 64, stomach 6, colon 20.
     # The IVC enhances like the liver here (88-100 against 91-94 HU) and the portal vein segment
-    # enclosed by parenchyma is closed in; docs/segmentation.md explains. Measured: 0.62, 0.96, 0.01, 0.
+    # enclosed by parenchyma is closed in; the series starts inside the liver, so there is no IVC below
+    # it to track up from; docs/segmentation.md explains. Measured: 0.61, 0.96, 0.01, 0.
     vol, _, seg = results["contrast_dicom"]
     labels = load_mask_like(TS / "example_seg_dicom.nii.gz", vol)
-    limits = {63: 0.66, 64: 0.98, 6: 0.02, 20: 0.01}
+    limits = {63: 0.64, 64: 0.98, 6: 0.02, 20: 0.01}
     for label, limit in limits.items():
         organ = labels == label
         assert organ.sum() > 0, label

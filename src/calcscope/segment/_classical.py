@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..model import Volume
-from ._landmarks import find_aorta, find_ivc
+from ._landmarks import IvcTrackParams, find_aorta, find_ivc, track_ivc
 from ._grid import (
     Canonical,
     block_reduce_mean,
@@ -87,6 +87,7 @@ class ClassicalParams:
     reattach_sigma: float = 0.5
     reattach_min_contact: float = 2.0
     ivc_edge_mm: float = 3.0
+    ivc_track: IvcTrackParams | None = field(default_factory=IvcTrackParams)
 
 
 @dataclass
@@ -355,8 +356,8 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
     liver = fill_holes_2d(liver, max_area_mm2=p.hole_max_area_mm2, spacing_yx=sp[1:])
     ivc = None
     if p.ivc_min_gap_hu > 0 and liver.any():
-        liver, ivc = _remove_ivc(gimg, liver, body, sp, liver_hu=mode, min_gap_hu=max(p.ivc_min_gap_hu, sigma),
-                                 edge_mm=p.ivc_edge_mm, notes=notes)
+        liver, ivc = _remove_ivc(img, gimg, liver, body, sp, liver_hu=mode, min_gap_hu=max(p.ivc_min_gap_hu, sigma),
+                                 edge_mm=p.ivc_edge_mm, track=p.ivc_track, notes=notes)
     # smoothed mask and local means, needed only around the liver: computed in its box
     # grown by four of the widest Gaussian's sigmas (values there match a whole-grid filter)
     soft = np.zeros(img.shape, np.float32)
@@ -417,6 +418,7 @@ def _reattach(img: np.ndarray, dropped: np.ndarray, kept: np.ndarray, *, mode: f
 
 
 def _remove_ivc(
+    img: np.ndarray,
     gimg: np.ndarray,
     liver: np.ndarray,
     body: np.ndarray,
@@ -425,21 +427,35 @@ def _remove_ivc(
     liver_hu: float,
     min_gap_hu: float,
     edge_mm: float,
+    track: IvcTrackParams | None,
     notes: list[str],
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Subtract the IVC (located from the aorta, see :func:`find_ivc`) and keep the main component.
+    """Subtract the IVC and keep the main component.
 
-    The IVC found is widened in-plane by ``edge_mm`` (its partial-volume rim on the smoothed image)
-    and returned, so that the full-resolution boundary step cannot put it back.
+    The aorta is found on the (median-filtered) coarse image ``img``: on the 3 mm-smoothed
+    ``gimg`` the vertebral cortex of an osteopenic spine falls below the bone threshold and the
+    finder can settle on the vertebral body. The IVC is then tracked upwards from below the liver
+    (:func:`track_ivc`, when ``track`` is given and a seed is found); on the slices the track does
+    not reach it is located by its attenuation (:func:`find_ivc`). The IVC is widened in-plane by
+    ``edge_mm`` (its partial-volume rim) and returned, so that the full-resolution boundary step
+    cannot put it back.
     """
     zs = np.nonzero(liver.any(axis=(1, 2)))[0]
     keep = np.zeros(liver.shape[0], bool)
     keep[zs[0]:zs[-1] + 1] = True
-    aorta = find_aorta(gimg, body & keep[:, None, None], sp)
+    aorta = find_aorta(img, body & keep[:, None, None], sp)
     if aorta is None:
         notes.append("aorta not found: the IVC was not located")
         return liver, None
     ivc = find_ivc(gimg, (int(zs[0]), int(zs[-1])), aorta, sp, liver_hu=liver_hu, min_gap_hu=min_gap_hu)
+    tracked = track_ivc(img, liver, body, aorta, sp, liver_hu=liver_hu, min_gap_hu=min_gap_hu, params=track) if track is not None else None
+    if tracked is not None:
+        # where the track reaches, it replaces the attenuation search (which looks for a disc only)
+        on = tracked.source > 0
+        ivc[on] = tracked.mask[on]
+        n_obs, n_pred = int((tracked.source[zs[0]:zs[-1] + 1] == 2).sum()), int((tracked.source[zs[0]:zs[-1] + 1] == 3).sum())
+        if n_obs + n_pred:
+            notes.append(f"IVC tracked up from below the liver ({tracked.hu:.0f} HU): seen on {n_obs}, predicted on {n_pred} liver slices")
     if not (ivc & liver).any():
         notes.append("IVC not distinguishable from liver by attenuation; not subtracted")
         return liver, None
