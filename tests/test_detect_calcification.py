@@ -175,6 +175,60 @@ def test_enhanced_vessel_tree_rejected_in_portal_phase_and_calcification_kept():
     assert np.allclose(cen, c + [5, 15, -15], atol=1.0)
 
 
+def _faint_focus(arr, spacing, centre, peak_hu, liver_hu):
+    """A 1 mm-radius calcium ball whose partial-volume peak (noise-free) is ``peak_hu``."""
+    probe = np.zeros_like(arr)
+    occ = ball(probe, spacing, centre, 1.0, 1.0)
+    hu = liver_hu + (peak_hu - liver_hu) / float(occ.max())
+    ball(arr, spacing, centre, 1.0, hu)
+    return hu
+
+
+def _focus_case(phase, focus_offsets, *, liver_hu=105.0, vessel_hu=200.0, peak_hu=240.0):
+    spacing = (2.5, 0.8, 0.8)
+    arr, liver, margin = liver_case(spacing=spacing, liver_hu=liver_hu)
+    c = centre_mm(arr.shape, spacing)
+    _vessel_tree(arr, spacing, vessel_hu, c)
+    for off in focus_offsets:
+        _faint_focus(arr, spacing, c + off, peak_hu, liver_hu)
+    vol = finish(arr, spacing, noise=12.0)
+    return find_calcifications(vol, liver, phase=phase, margin=margin), c, spacing
+
+
+def test_isolated_partial_volume_focus_below_vessel_threshold_found_in_portal_phase():
+    """A calcification whose partial-volume peak (240 HU) lies below the vessel-pool
+    threshold but well above the pool is kept by the compact-focus rule when it is isolated."""
+    det, c, spacing = _focus_case("portal_venous", [[5, 15, -15]])
+    assert det.threshold_hu > 250.0  # the main pass cannot reach it (peak 240 HU)
+    assert det.count == 1
+    cen = np.asarray(ndi.center_of_mass(det.labels == 1)) * np.asarray(spacing)
+    assert np.allclose(cen, c + [5, 15, -15], atol=1.5)
+    # the vessel tree itself stays out
+    assert not (det.labels[det.vessels] > 0).any()
+
+
+def test_faint_focus_touching_a_vessel_not_kept_by_the_compact_rule():
+    """The same focus 2 mm from the edge of the 3 mm main vessel: the vessel tree lies
+    within the clearance, so it cannot be told from a vessel branch and is left out
+    (counted as focus_context)."""
+    # a point 5 mm from the main tube's axis (radius 3 mm)
+    d = np.array([60, 45, 35], float)
+    p = np.array([-30, -25, -20]) + 0.5 * d
+    n = np.cross(d, [0.0, 0.0, 1.0])
+    n /= np.linalg.norm(n)
+    det, _, _ = _focus_case("portal_venous", [p + 5.0 * n])
+    assert det.count == 0
+    assert det.rejected["focus_context"] >= 1
+
+
+def test_compact_focus_rule_not_used_in_arterial_phase():
+    """In the arterial phase isolated bright foci may be arteries or enhancing nodules:
+    only the main threshold (floor 320 HU) applies."""
+    det, _, _ = _focus_case("arterial", [[5, 15, -15]], liver_hu=70.0, vessel_hu=130.0, peak_hu=250.0)
+    assert det.count == 0
+    assert "focus_context" not in det.rejected
+
+
 def test_bright_artery_segment_rejected_as_vessel_by_shape():
     """An arterial-phase artery brighter than the main vessel pool is tubular and lies
     in the vessel tree: rejected as 'vessel', while a compact focus is kept."""

@@ -50,7 +50,15 @@ How a focus is found
      by dark voxels (the bright/dark banding of a beam-hardening or metal streak);
    * ``small``: thresholded volume below ``min_volume_mm3``.
 
-5. The kept components are numbered 1..n in order of centroid (z, y, x).
+5. **Compact foci** (portal venous and delayed phases, :func:`_compact_foci`): partial
+   volume brings a 2-4 mm calcification on 3 mm slices down to the level of enhanced blood,
+   below the threshold. A component of voxels above parenchyma + 3.5 noise SD whose peak
+   exceeds :func:`focus_seed_rule` (6 noise SD above parenchyma and 1.75 above the vessel
+   pool) is kept when it is small (<= :data:`FOCUS_MAX_MM3`, <= :data:`FOCUS_MAX_EXTENT_MM`)
+   and isolated: no vessel-tree voxel and at most :data:`FOCUS_MAX_NEIGHBOURS` other bright
+   voxels within :data:`FOCUS_CLEAR_MM` (vessels are continuous, a calcification is not).
+
+6. The kept components are numbered 1..n in order of centroid (z, y, x).
 """
 
 from __future__ import annotations
@@ -71,6 +79,7 @@ __all__ = [
     "threshold_rule",
     "low_level_rule",
     "PHASE_FLOOR_HU",
+    "focus_seed_rule",
 ]
 
 #: Lowest threshold per phase (HU). 130 HU is Agatston's calcium threshold on
@@ -139,6 +148,23 @@ MAX_OUTSIDE_FRACTION = 0.5
 #: Exception: a calcified shell around a hypodense cavity (the eggshell wall of a hydatid
 #: cyst or healed abscess) whose cyst the liver mask left out (:func:`_encloses_cavity`)
 MAX_OUTSIDE_MM3 = 500.0
+#: Compact-focus rule (portal venous and delayed phases): a small focus whose peak lies
+#: below the vessel-pool threshold but above the pool by :data:`K_FOCUS_POOL` noise SD and
+#: above the parenchyma by :data:`K_FOCUS_PARENCHYMA`, is kept when it is isolated: no
+#: vessel-tree voxel and at most :data:`FOCUS_MAX_NEIGHBOURS` other bright voxels within
+#: :data:`FOCUS_CLEAR_MM`, at most :data:`FOCUS_MAX_MM3` and :data:`FOCUS_MAX_EXTENT_MM`.
+#: Partial volume brings a 2-4 mm calcification on 3 mm slices to 190-300 HU, the level of
+#: enhanced blood; what still tells it from a vessel is that vessels are continuous
+#: (bright neighbours) and a calcification is not. Not used in the arterial phase, where
+#: hepatic arteries and the nodular enhancement of a haemangioma (blood-pool level, above
+#: the measured portal pool) make isolated bright foci ambiguous.
+FOCUS_PHASES = ("portal_venous", "delayed")
+K_FOCUS_PARENCHYMA = 6.0
+K_FOCUS_POOL = 1.75
+FOCUS_MAX_MM3 = 30.0
+FOCUS_MAX_EXTENT_MM = 10.0
+FOCUS_CLEAR_MM = 3.0
+FOCUS_MAX_NEIGHBOURS = 2
 #: streak: in-plane length (mm) and fraction of dark ring voxels
 STREAK_MIN_LENGTH_MM = 8.0
 STREAK_MIN_DARK_FRACTION = 0.15
@@ -159,7 +185,9 @@ class CalcificationDetection:
         Enhanced vessel tree recognised inside the liver (contrast phases), else None.
     rejected: dict of str -> int
         Number of candidate components rejected per reason
-        (``extrahepatic``, ``vessel``, ``streak``, ``small``).
+        (``extrahepatic``, ``vessel``, ``streak``, ``small``; on portal venous and delayed
+        scans ``focus_context``: compact-focus candidates that touch the vessel tree or
+        other bright voxels, or are too large for a partial-volume focus).
     parenchyma_hu, noise_hu: float
         Median liver HU and robust noise SD measured in the scan.
     vessel_hu: float or None
@@ -501,6 +529,16 @@ def find_calcifications(
             cen = tuple(float(c) for c in coords.mean(0))
             keep.append((cen, k))  # type: ignore[arg-type]
 
+    # second tier: isolated compact foci between the vessel pool and the threshold
+    if tree is not None and vessel_hu is not None and phase_name in FOCUS_PHASES and threshold_hu is None:
+        foci, n_ctx = _compact_foci(a, lab, reg, tree, spacing, parenchyma_hu, noise_hu, vessel_hu, thr)
+        rejected["focus_context"] = n_ctx
+        for j, (sl, comp) in enumerate(foci, start=n + 1):
+            lab[sl][comp] = j
+            off = np.array([s.start for s in sl])
+            keep.append((tuple(float(c) for c in (np.argwhere(comp) + off).mean(0)), j))  # type: ignore[arg-type]
+        n += len(foci)
+
     keep.sort(key=lambda t: t[0])
     remap = np.zeros(n + 1, dtype=np.int32)
     for new, (_, k) in enumerate(keep, start=1):
@@ -523,6 +561,88 @@ def find_calcifications(
         phase=phase_name,
         rule=rule,
     )
+
+
+def focus_seed_rule(parenchyma_hu: float, noise_hu: float, vessel_hu: float) -> float:
+    """Seed level (HU) of the compact-focus rule: ``max(parenchyma + K_FOCUS_PARENCHYMA*noise,
+    vessel_pool + K_FOCUS_POOL*noise)``."""
+    return float(max(parenchyma_hu + K_FOCUS_PARENCHYMA * noise_hu, vessel_hu + K_FOCUS_POOL * noise_hu))
+
+
+def _compact_foci(
+    a: np.ndarray,
+    lab: np.ndarray,
+    reg: np.ndarray,
+    tree: _VesselTree,
+    spacing: np.ndarray,
+    parenchyma_hu: float,
+    noise_hu: float,
+    vessel_hu: float,
+    threshold_hu: float,
+) -> tuple[list[tuple[tuple[slice, ...], np.ndarray]], int]:
+    """Isolated compact foci whose peak lies between :func:`focus_seed_rule` and the threshold.
+
+    Parameters
+    ----------
+    a: ndarray
+        HU in the working box.
+    lab: int32 ndarray
+        Components of the main pass (kept or rejected); a focus may not touch them.
+    reg: bool ndarray
+        Search region (liver and capsular margin) in the box.
+    tree: _VesselTree
+        Vessel tree of the box.
+    spacing: ndarray
+        Voxel spacing (z, y, x), mm.
+    parenchyma_hu, noise_hu, vessel_hu, threshold_hu: float
+        Reference levels and the main threshold (HU).
+
+    Returns
+    -------
+    foci: list of (slices, bool ndarray)
+        Each accepted focus as its bounding box in ``a`` and its mask there.
+    n_context: int
+        Candidates rejected because they touch the vessel tree or other bright voxels,
+        or are too large or too long to be a partial-volume focus.
+    """
+    seed = focus_seed_rule(parenchyma_hu, noise_hu, vessel_hu)
+    if seed >= threshold_hu:
+        return [], 0
+    low = parenchyma_hu + K_LOW * noise_hu
+    bright = a > low
+    seeds = (a > seed) & reg & (lab == 0)
+    if not seeds.any():
+        return [], 0
+    lab2 = cc3d.connected_components(bright, connectivity=26).astype(np.int32, copy=False)
+    ids = np.unique(lab2[seeds])
+    ids = ids[ids > 0]
+    in_tree = tree.is_tree[tree.labels]
+    vox_mm3 = float(np.prod(spacing))
+    pad = np.ceil(FOCUS_CLEAR_MM / spacing).astype(int) + 1
+    objs = ndi.find_objects(lab2)
+    out: list[tuple[tuple[slice, ...], np.ndarray]] = []
+    n_ctx = 0
+    for k in ids:
+        sl = objs[int(k) - 1]
+        comp = lab2[sl] == k
+        if (lab[sl][comp] > 0).any():
+            continue  # holds a main-pass component: decided there
+        total = int(np.count_nonzero(comp))
+        ext = np.array([s.stop - s.start for s in sl]) * spacing
+        if total * vox_mm3 > FOCUS_MAX_MM3 or ext.max() > FOCUS_MAX_EXTENT_MM:
+            n_ctx += 1
+            continue
+        if np.count_nonzero(comp & reg[sl]) <= MAX_OUTSIDE_FRACTION * total:
+            continue  # mostly outside the liver: not ours
+        big = tuple(slice(max(s.start - int(p), 0), min(s.stop + int(p), dim)) for s, p, dim in zip(sl, pad, a.shape))
+        c_big = lab2[big] == k
+        zone = ndi.distance_transform_edt(~c_big, sampling=spacing) <= FOCUS_CLEAR_MM
+        zone &= ~c_big
+        if (in_tree[big] & zone).any() or int(np.count_nonzero(bright[big] & zone)) > FOCUS_MAX_NEIGHBOURS:
+            n_ctx += 1
+            continue
+        out.append((sl, comp))
+    return out, n_ctx
 
 
 def _is_vessel(
