@@ -170,6 +170,50 @@ def test_partial_volume_volume_is_unbiased_on_coarse_grids(radius_mm, dz_mm):
     assert abs(np.mean(errs_pv)) <= abs(np.mean(errs_thr)) + 0.02
 
 
+def test_partial_volume_interior_makes_the_volume_robust_to_the_lesion_reference():
+    """With the interior counted whole, a lesion reference 3 HU off (the noise of a small
+    lesion's mean) moves the volume of a 20 mm ball by clearly less than when every voxel
+    is weighed against it (about 3/60 = 5 %); the gain grows with the lesion."""
+    from scipy import ndimage as ndi
+
+    from calcscope.describe._lesion import partial_volume_mm3
+
+    spacing = (2.5, 1.5, 1.5)
+    shape = (20, 36, 36)
+    centre = np.array([25.1, 27.2, 26.7])
+    radius = 10.0
+    truth = 4.0 / 3.0 * np.pi * radius**3
+    img = _supersampled_ball(shape, spacing, centre, radius, liver_hu=105.0, lesion_hu=45.0, noise_hu=0.0, seed=0)
+    lesion = img < 75.0
+    d_in = ndi.distance_transform_edt(lesion, sampling=spacing)
+    interior = lesion & (d_in > max(spacing))
+    ones = np.ones(shape, bool)
+    for off in (-3.0, 3.0):
+        whole = partial_volume_mm3(img, lesion, ones, spacing, parenchyma_hu=105.0, lesion_hu=45.0 + off, noise_hu=10.0)
+        edge = partial_volume_mm3(img, lesion, ones, spacing, parenchyma_hu=105.0, lesion_hu=45.0 + off, noise_hu=10.0,
+                                  interior=interior)
+        assert abs(whole / truth - 1.0) >= 0.04
+        assert abs(edge / truth - 1.0) <= 0.7 * abs(whole / truth - 1.0)
+    exact = partial_volume_mm3(img, lesion, ones, spacing, parenchyma_hu=105.0, lesion_hu=45.0, noise_hu=10.0,
+                               interior=interior)
+    assert exact == pytest.approx(truth, rel=0.03)
+
+
+def test_partial_volume_capsule_voxels_count_at_most_whole():
+    """A voxel of the liver's outer layer that also holds fat reads darker than the lesion:
+    it counts at most one voxel, not two."""
+    from calcscope.describe._lesion import partial_volume_mm3
+
+    img = np.full((3, 3, 3), 100.0, np.float32)
+    lesion = np.zeros((3, 3, 3), bool)
+    lesion[1, 1, 1] = True
+    img[1, 1, 1] = -20.0  # lesion (40 HU) mixed with fat
+    capsule = lesion.copy()
+    args = dict(parenchyma_hu=100.0, lesion_hu=40.0, noise_hu=5.0)
+    assert partial_volume_mm3(img, lesion, np.ones_like(lesion), (1.0, 1.0, 1.0), **args) == pytest.approx(2.0)
+    assert partial_volume_mm3(img, lesion, np.ones_like(lesion), (1.0, 1.0, 1.0), capsule=capsule, **args) == pytest.approx(1.0)
+
+
 def test_partial_volume_without_contrast_falls_back_to_voxel_count():
     from calcscope.describe._lesion import partial_volume_mm3
 

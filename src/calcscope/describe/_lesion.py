@@ -183,6 +183,11 @@ def _fibonacci_directions(n: int) -> np.ndarray:
     return np.stack([z, r * np.sin(phi), r * np.cos(phi)], axis=1)
 
 
+#: lesion voxels deeper than this many (largest) voxel spacings inside the segmented
+#: boundary count as whole in the partial-volume volume: partial volume reaches at most
+#: about one voxel into the segmentation
+PV_INTERIOR_DEPTH_VOXELS = 1.0
+
 #: directions used to measure how much of a lesion's circumference is enhancing
 _DIRECTIONS = _fibonacci_directions(64)
 
@@ -370,13 +375,16 @@ def partial_volume_mm3(
     lesion_hu: float,
     noise_hu: float,
     dense: np.ndarray | None = None,
+    interior: np.ndarray | None = None,
+    capsule: np.ndarray | None = None,
     shell_mm: float = 2.0,
     min_contrast_hu: float = 5.0,
 ) -> float:
     """Partial-volume corrected lesion volume: the integral of the fractional occupancy, mm³.
 
     Each voxel of the lesion and of a shell of ``shell_mm`` around it (at least one voxel
-    per axis) contributes its occupancy ``(parenchyma_hu - HU) / (parenchyma_hu - lesion_hu)``.
+    per axis) contributes its occupancy ``(parenchyma_hu - HU) / (parenchyma_hu - lesion_hu)``,
+    except ``interior`` and ``dense`` voxels, which count as whole.
     The occupancy is not clipped at 0 and 1 (that would turn noise into a bias of about
     0.4 noise / contrast per voxel); it is clipped to [-1, 2] against outliers, and shell
     voxels clearly brighter than the parenchyma (vessels, calcium; more than 3 noise SD
@@ -401,6 +409,16 @@ def partial_volume_mm3(
         Voxel noise SD, HU.
     dense: bool ndarray, optional
         Calcium (counted as lesion inside it, left out of the shell).
+    interior: bool ndarray, optional
+        Lesion voxels deep enough that partial volume cannot reach them; they count as
+        fully occupied, so only the boundary layers depend on the two reference HU (their
+        noise and the lesion's own inner structure, e.g. a necrotic centre, no longer
+        scale the whole volume). ``lesion_hu`` should then be the HU just inside the
+        boundary.
+    capsule: bool ndarray, optional
+        The liver's own outermost voxel layer. Its voxels hold fat as well, which is darker
+        than any lesion, so their occupancy is clipped to [0, 1] (a subcapsular lesion's
+        edge would otherwise count up to twice).
     shell_mm: float
         Thickness of the shell searched outside the segmented boundary, mm.
     min_contrast_hu: float
@@ -427,10 +445,13 @@ def partial_volume_mm3(
     if dense is not None:
         shell &= ~dense
     occ = np.clip((parenchyma_hu - img) / contrast, -1.0, 2.0)
-    inside = occ[lesion]
-    if dense is not None:
-        inside = np.where(dense[lesion], 1.0, inside)
-    return float((inside.sum() + occ[shell].sum()) * vox)
+    if capsule is not None:
+        occ = np.where(capsule, np.clip(occ, 0.0, 1.0), occ)
+    full = np.zeros_like(lesion) if dense is None else dense & lesion
+    if interior is not None:
+        full = full | (interior & lesion)
+    edge = lesion & ~full
+    return float((np.count_nonzero(full) + occ[edge].sum() + occ[shell].sum()) * vox)
 
 
 def _describe_one(
@@ -484,7 +505,11 @@ def _describe_one(
     in1 = ndi.binary_erosion(lesion, cross, iterations=1)
     in3 = ndi.binary_erosion(in1, cross, iterations=2)
     out_band, _ = _band_mean(img, usable & out3 & ~out1)
-    out_ref, n_ref = _band_mean(img, usable & ~lesion & (d_out > 5.0) & (d_out <= 10.0))
+    # the same voxels the partial-volume shell may count: enhanced vessels (more than 3
+    # noise SD above the parenchyma) are left out of both, else they lift the reference
+    # and every parenchymal shell voxel reads as partly lesion
+    band_ok = usable & ~lesion & (img <= parenchyma_hu + 3.0 * noise)
+    out_ref, n_ref = _band_mean(img, band_ok & (d_out > 5.0) & (d_out <= 10.0))
     if n_ref < 10:
         out_ref = parenchyma_hu
     in_sel = soft & in1 & ~in3
@@ -498,9 +523,17 @@ def _describe_one(
     total = out_ref - core_ref
     # partial-volume corrected volume against the local parenchyma and the lesion's own core
     shell_ok = liv & ~lesion if others is None else liv & ~lesion & ~others
+    # voxels more than one (largest) voxel spacing inside the boundary are whole; the
+    # boundary layers are weighed against the HU of the layer just inside them
+    depth = float(max(sp)) * PV_INTERIOR_DEPTH_VOXELS
+    pv_interior = soft & (d_in > depth)
+    edge_ref, n_edge = _band_mean(img, soft & (d_in > depth) & (d_in <= depth + float(max(sp))))
+    if n_edge < 10:
+        pv_interior, edge_ref = None, core_ref
     vol_pv_mm3 = partial_volume_mm3(
-        img, lesion, shell_ok, sp, parenchyma_hu=float(out_ref), lesion_hu=float(core_ref),
-        noise_hu=noise, dense=calcium_n,
+        img, lesion, shell_ok, sp, parenchyma_hu=float(out_ref), lesion_hu=float(edge_ref),
+        noise_hu=noise, dense=calcium_n, interior=pv_interior,
+        capsule=liv & ~ndi.binary_erosion(liv, border_value=1),
     )
     sharp = (out_band - in_band) / total if abs(total) > 1e-3 and np.isfinite(out_band + in_band) else 0.0
     margin = "well_defined" if sharp >= th.well_defined_sharpness else "ill_defined"
