@@ -616,7 +616,6 @@ def _compact_foci(
     lab2 = cc3d.connected_components(bright, connectivity=26).astype(np.int32, copy=False)
     ids = np.unique(lab2[seeds])
     ids = ids[ids > 0]
-    in_tree = tree.is_tree[tree.labels]
     vox_mm3 = float(np.prod(spacing))
     pad = np.ceil(FOCUS_CLEAR_MM / spacing).astype(int) + 1
     objs = ndi.find_objects(lab2)
@@ -638,7 +637,8 @@ def _compact_foci(
         c_big = lab2[big] == k
         zone = ndi.distance_transform_edt(~c_big, sampling=spacing) <= FOCUS_CLEAR_MM
         zone &= ~c_big
-        if (in_tree[big] & zone).any() or int(np.count_nonzero(bright[big] & zone)) > FOCUS_MAX_NEIGHBOURS:
+        # the tree is looked up in the focus's small neighbourhood only, not over the box
+        if (tree.is_tree[tree.labels[big]] & zone).any() or int(np.count_nonzero(bright[big] & zone)) > FOCUS_MAX_NEIGHBOURS:
             n_ctx += 1
             continue
         out.append((sl, comp))
