@@ -266,7 +266,7 @@ def run_pair(k: int, *, findings_mode: str, liver: str, shape, spacing) -> dict:
             continue
         true_pct = (true_c[t].volume_analytic_mm3 / true_p[t].volume_analytic_mm3 - 1.0) * 100.0
         vol_errors.append({"object": t, "true_pct": true_pct, "measured_pct": m.volume_change_percent,
-                           "error_pp": m.volume_change_percent - true_pct})
+                           "error_pp": m.volume_change_percent - true_pct, "sd_pp": m.volume_change_sd_percent})
     truth_rec = _truth_recist(prior_specs, current_size, new_specs)
     lm_err = c.registration.landmark_error
     return {
@@ -308,13 +308,14 @@ def main(argv: list[str] | None = None) -> int:
             f"pair {k:2d} {r['scenario']:15s} landmarks median {r['landmark_median_mm'] or float('nan'):.2f} mm "
             f"(n={r['landmarks']}), match {r['match_correct']}/{r['match_decisions']}, "
             f"RECIST {r['recist_measured']} (truth {r['recist_truth']}), alerts {r['growth_alerts']}, "
-            f"vol err pp {[round(v['error_pp'], 1) for v in r['volume_errors']]}, {r['seconds']}",
+            f"vol err pp (error, sd) {[(round(v['error_pp'], 1), v['sd_pp']) for v in r['volume_errors']]}, {r['seconds']}",
             flush=True,
         )
     all_lm = np.concatenate([np.asarray(r["landmark_errors_mm"]) for r in rows if r["landmark_errors_mm"]])
     dec = sum(r["match_decisions"] for r in rows)
     cor = sum(r["match_correct"] for r in rows)
     verr = np.array([abs(v["error_pp"]) for r in rows for v in r["volume_errors"]])
+    zs = [v["error_pp"] / v["sd_pp"] for r in rows for v in r["volume_errors"] if v.get("sd_pp")]
     rec_ok = sum(r["recist_measured"] == r["recist_truth"] for r in rows)
     alert_tp = sum(bool(r["growth_alerts"]) and r["growth_expected"] for r in rows)
     alert_fp = sum(bool(r["growth_alerts"]) and not r["growth_expected"] for r in rows)
@@ -333,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         "volume_change_abs_error_pp_median": float(np.median(verr)) if verr.size else None,
         "volume_change_abs_error_pp_max": float(verr.max()) if verr.size else None,
         "volume_change_n": int(verr.size),
+        # calibration of the reported noise SD (lesions carry one): share of errors within 2 SD
+        "volume_change_with_sd_n": len(zs),
+        "volume_change_within_2sd_fraction": float((np.abs(zs) <= 2.0).mean()) if zs else None,
+        "volume_change_error_over_sd_rms": float(np.sqrt(np.mean(np.square(zs)))) if zs else None,
+        "volume_change_sd_pp_median": float(np.median([v["sd_pp"] for r in rows for v in r["volume_errors"]
+                                                        if v.get("sd_pp")])) if zs else None,
         "recist_correct_fraction": rec_ok / len(rows),
         "growth_alert_pairs": {"tp": alert_tp, "fp": alert_fp, "fn": alert_fn},
         "compare_seconds_median": float(np.median([r["seconds"]["compare"] for r in rows])),

@@ -215,6 +215,32 @@ def test_ct_input_is_analysed_on_the_fly(folders, tmp_path) -> None:
     assert all(m.distance_mm < 2.0 for m in res.matches)
 
 
+def test_both_cts_analysed_carry_the_volume_change_noise(tmp_path) -> None:
+    """Lesions analysed from the CT carry a volume SD, their change a noise SD in percentage
+    points that covers the true change, and the report shows it; calcifications have none."""
+    import SimpleITK as sitk
+
+    from calcscope.track import render_comparison_html
+
+    studies = []
+    for name, balls, kw in (("prior", PRIOR_BALLS, dict(seed=11)), ("current", CURRENT_BALLS, dict(motion=MOTION, seed=12))):
+        r = render_study(balls, **kw)
+        sitk.WriteImage(r.volume.to_sitk(), str(tmp_path / f"{name}_ct.nii.gz"))
+        sitk.WriteImage(r.volume.to_sitk((r.labels > 0).astype(np.uint8)), str(tmp_path / f"{name}_liver.nii.gz"))
+        opts = {"liver_mask": tmp_path / f"{name}_liver.nii.gz", "phase": "portal_venous"}
+        studies.append(load_study(tmp_path / f"{name}_ct.nii.gz", analyze_options=opts))
+    run = compare_studies(*studies, run_reasoning=False, timestamp=False)
+    lesions = [m for m in run.comparison.matches if m.kind in ("lesion", "cyst")]  # 15 HU balls read as cysts
+    assert len(lesions) == 2
+    true_pct = {8.0: (10.0**3 / 8.0**3 - 1.0) * 100.0, 6.0: 0.0}
+    for m in lesions:
+        assert m.volume_change_sd_percent is not None and 0.0 < m.volume_change_sd_percent < 30.0
+        truth = true_pct[min(true_pct, key=lambda r: abs(2 * r - m.prior_diameter_mm))]
+        assert abs(m.volume_change_percent - truth) <= 3.0 * m.volume_change_sd_percent + 2.0
+    assert all(m.volume_change_sd_percent is None for m in run.comparison.matches if m.kind == "calcification")
+    assert " ± " in render_comparison_html(run)
+
+
 def _study_without(rendered, key: str | None):
     """An in-memory study whose detection missed the ball ``key`` (its voxels become liver)."""
     labels = rendered.labels.copy()

@@ -18,6 +18,7 @@ from calcscope.track._growth import (
     interval_days,
     is_calcified,
     volume_change_percent,
+    volume_change_sd_percent,
 )
 from calcscope.track._match import gate_mm
 
@@ -107,6 +108,20 @@ def test_finding_change_fills_model_change() -> None:
     assert ch.interval_days == 100.0
     assert ch.doubling_time_days == pytest.approx(100.0)
     assert ch.prior_date == dt.date(2024, 1, 1)
+
+
+def test_volume_change_sd_propagates_both_volumes() -> None:
+    """1000 -> 2000 mm3 with SDs 30 and 40 mm3: 100 x 2 x hypot(0.03, 0.02) percentage points."""
+    assert volume_change_sd_percent(1000.0, 30.0, 2000.0, 40.0) == pytest.approx(200.0 * math.hypot(0.03, 0.02), abs=0.01)
+    assert volume_change_sd_percent(1000.0, None, 2000.0, 40.0) is None
+    assert volume_change_sd_percent(0.0, 1.0, 2000.0, 40.0) is None
+    a = F("p", "lesion", (0, 0, 0), 12.0, 1000.0).model_copy(update={"measurements": {"volume_sd_mm3": 30.0}})
+    b = F("c", "lesion", (0, 0, 0), 15.0, 2000.0).model_copy(update={"measurements": {"volume_sd_mm3": 40.0}})
+    ch = finding_change(a, b)
+    assert ch.growth_percent == pytest.approx(100.0)
+    assert ch.growth_sd_percent == pytest.approx(7.21, abs=0.01)
+    # findings without a volume SD (hand-written, or older outputs) give none
+    assert finding_change(F("p", "lesion", (0, 0, 0), 12.0, 1000.0), b).growth_sd_percent is None
 
 
 # ---- growth rule ------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ __all__ = [
     "Analysis",
 ]
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"
 
 DISCLAIMER = (
     "calcscope is research decision-support software. It is not a diagnostic device and "
@@ -334,6 +334,9 @@ class Change(BaseModel):
 
     model_config = _Strict
     growth_percent: float | None = Field(default=None, ge=-100, description="volume change, %")
+    growth_sd_percent: float | None = Field(
+        default=None, ge=0, description="noise SD of the volume change (percentage points), from both volumes' SD"
+    )
     diameter_change_mm: float | None = None
     volume_change_mm3: float | None = Field(default=None, description="absolute volume change, mm³")
     interval_days: float | None = Field(default=None, gt=0)

@@ -33,6 +33,7 @@ Per lesion (label n of the lesion label map) :func:`describe_lesions` measures
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -365,7 +366,50 @@ def _locules_and_septa(
     return out
 
 
-def partial_volume_mm3(
+def noise_correlation_factor(img: np.ndarray, sel: np.ndarray, *, max_lag: int = 2, min_pairs: int = 50) -> float:
+    """How much more a sum over neighbouring voxels varies than white noise of the same SD would.
+
+    The correlation of the HU of voxel pairs 1 and 2 voxels apart along each axis, both in
+    ``sel`` (e.g. a band of plain parenchyma), gives per axis ``1 + 2 (rho_1 + rho_2)``; their
+    product approximates ``Var(sum of n voxels) / (n SD²)`` for a compact region. White noise
+    gives about 1; reconstruction kernels that smooth in-plane give more.
+
+    Returns
+    -------
+    float
+        The factor, clipped to [1, 10]; 1 when there are too few pairs to measure it.
+    """
+    factor = 1.0
+    for axis in range(img.ndim):
+        g = 1.0
+        for lag in range(1, max_lag + 1):
+            if img.shape[axis] <= lag:
+                break
+            a = [slice(None)] * img.ndim
+            b = [slice(None)] * img.ndim
+            a[axis], b[axis] = slice(None, -lag), slice(lag, None)
+            both = sel[tuple(a)] & sel[tuple(b)]
+            if np.count_nonzero(both) < min_pairs:
+                break
+            x = img[tuple(a)][both].astype(np.float64)
+            y = img[tuple(b)][both].astype(np.float64)
+            sx, sy = x.std(), y.std()
+            if sx <= 0 or sy <= 0:
+                break
+            g += 2.0 * float(np.mean((x - x.mean()) * (y - y.mean())) / (sx * sy))
+        factor *= max(g, 1.0)
+    return float(np.clip(factor, 1.0, 10.0))
+
+
+@dataclass(frozen=True)
+class PartialVolume:
+    """A partial-volume corrected volume and its noise SD (both mm³)."""
+
+    volume_mm3: float
+    sd_mm3: float
+
+
+def partial_volume(
     img: np.ndarray,
     lesion: np.ndarray,
     usable: np.ndarray,
@@ -374,13 +418,16 @@ def partial_volume_mm3(
     parenchyma_hu: float,
     lesion_hu: float,
     noise_hu: float,
+    parenchyma_n: int | None = None,
+    lesion_n: int | None = None,
+    noise_factor: float = 1.0,
     dense: np.ndarray | None = None,
     interior: np.ndarray | None = None,
     capsule: np.ndarray | None = None,
     shell_mm: float = 2.0,
     min_contrast_hu: float = 5.0,
-) -> float:
-    """Partial-volume corrected lesion volume: the integral of the fractional occupancy, mm³.
+) -> PartialVolume:
+    """Partial-volume corrected lesion volume (the integral of the fractional occupancy) and its SD.
 
     Each voxel of the lesion and of a shell of ``shell_mm`` around it (at least one voxel
     per axis) contributes its occupancy ``(parenchyma_hu - HU) / (parenchyma_hu - lesion_hu)``,
@@ -392,6 +439,13 @@ def partial_volume_mm3(
     lesion count as fully occupied. Unbiased for any lesion size and grid when the two
     reference HU are right, where the thresholded voxel count loses about half of the
     boundary voxels' volume on coarse grids.
+
+    The SD propagates the voxel noise through the estimate: the ``n`` weighed voxels add
+    ``n (noise / contrast)²`` voxels², and the two reference HU, means of ``parenchyma_n``
+    and ``lesion_n`` voxels, scale the weighed sum (``S``) by their own noise:
+    ``dV/dL = S / contrast`` and ``dV/dP = (n - S) / contrast`` voxels per HU. This is the
+    floor any follow-up comparison of the volume sits on (it is not a bound on bias, e.g.
+    from a segmentation that leaves part of the lesion out).
 
     Parameters
     ----------
@@ -407,6 +461,11 @@ def partial_volume_mm3(
         HU of the surrounding liver and of the lesion's own tissue.
     noise_hu: float
         Voxel noise SD, HU.
+    parenchyma_n, lesion_n: int, optional
+        Number of voxels each reference HU was averaged over (None: taken as exact).
+    noise_factor: float
+        Variance of a sum of ``n`` neighbouring voxels' noise divided by ``n noise²``
+        (1 for white noise; more where the reconstruction correlates neighbours).
     dense: bool ndarray, optional
         Calcium (counted as lesion inside it, left out of the shell).
     interior: bool ndarray, optional
@@ -423,17 +482,16 @@ def partial_volume_mm3(
         Thickness of the shell searched outside the segmented boundary, mm.
     min_contrast_hu: float
         Below this lesion-to-parenchyma contrast the occupancy is not defined; the voxel
-        count is returned.
+        count is returned (SD 0: no noise model applies).
 
     Returns
     -------
-    float
-        Volume in mm³.
+    PartialVolume
     """
     vox = float(np.prod(spacing_zyx))
     contrast = float(parenchyma_hu) - float(lesion_hu)
     if not np.isfinite(contrast) or abs(contrast) < min_contrast_hu:
-        return float(lesion.sum()) * vox
+        return PartialVolume(float(lesion.sum()) * vox, 0.0)
     d_out = ndi.distance_transform_edt(~lesion, sampling=spacing_zyx)
     reach = max(float(shell_mm), float(max(spacing_zyx)) + 1e-3)
     shell = (d_out > 0) & (d_out <= reach) & usable
@@ -451,7 +509,15 @@ def partial_volume_mm3(
     if interior is not None:
         full = full | (interior & lesion)
     edge = lesion & ~full
-    return float((np.count_nonzero(full) + occ[edge].sum() + occ[shell].sum()) * vox)
+    weighed = float(occ[edge].sum() + occ[shell].sum())
+    n_w = int(np.count_nonzero(edge) + np.count_nonzero(shell))
+    rel = noise * np.sqrt(max(float(noise_factor), 0.0)) / abs(contrast)  # occupancy noise per voxel
+    var = n_w * rel**2
+    if lesion_n:
+        var += (weighed * rel) ** 2 / lesion_n
+    if parenchyma_n:
+        var += ((n_w - weighed) * rel) ** 2 / parenchyma_n
+    return PartialVolume(float((np.count_nonzero(full) + weighed) * vox), float(np.sqrt(var) * vox))
 
 
 def _describe_one(
@@ -530,11 +596,15 @@ def _describe_one(
     edge_ref, n_edge = _band_mean(img, soft & (d_in > depth) & (d_in <= depth + float(max(sp))))
     if n_edge < 10:
         pv_interior, edge_ref = None, core_ref
-    vol_pv_mm3 = partial_volume_mm3(
+    pv = partial_volume(
         img, lesion, shell_ok, sp, parenchyma_hu=float(out_ref), lesion_hu=float(edge_ref),
-        noise_hu=noise, dense=calcium_n, interior=pv_interior,
+        noise_hu=noise, parenchyma_n=n_ref if n_ref >= 10 else None,
+        lesion_n=n_edge if pv_interior is not None else n_core,
+        noise_factor=noise_correlation_factor(img, band_ok & (d_out > 5.0) & (d_out <= 10.0)),
+        dense=calcium_n, interior=pv_interior,
         capsule=liv & ~ndi.binary_erosion(liv, border_value=1),
     )
+    vol_pv_mm3 = pv.volume_mm3
     sharp = (out_band - in_band) / total if abs(total) > 1e-3 and np.isfinite(out_band + in_band) else 0.0
     margin = "well_defined" if sharp >= th.well_defined_sharpness else "ill_defined"
 
@@ -666,6 +736,7 @@ def _describe_one(
         "calcified_fraction": round(float((lesion & calcium_n).sum()) / max(n_vox, 1), 4),
         "volume_thresholded_mm3": round(vol_mm3, 2),
         "volume_partial_volume_mm3": round(vol_pv_mm3, 2),
+        "volume_sd_mm3": round(pv.sd_mm3, 2),
     }
     if np.isfinite(ring_hu) and np.isfinite(core_hu):
         meas["ring_hu"] = round(ring_hu, 1)

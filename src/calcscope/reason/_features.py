@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model import CalcificationPattern, Context, Finding, FindingsDocument
+from ..model import CalcificationPattern, Change, Context, Finding, FindingsDocument
 from ._context import MARKER_RANGES, marker_status
 
 __all__ = [
@@ -164,6 +164,14 @@ def is_growing(f: Finding) -> bool | None:
     return growth >= GROWTH_THRESHOLD_PERCENT
 
 
+def _growth_text(ch: Change) -> str:
+    """'35 %' or, when the volumes carry a noise SD, '35 % (noise SD 4 percentage points)'."""
+    text = f"{ch.growth_percent:g} %"
+    if ch.growth_sd_percent is not None:
+        text += f" (noise SD {ch.growth_sd_percent:.0f} percentage points)"
+    return text
+
+
 def _lesion_like(f: Finding | None) -> bool:
     return f is not None and f.kind in ("lesion", "cyst")
 
@@ -224,9 +232,9 @@ def imaging_features(doc: FindingsDocument, pattern: CalcificationPattern | None
                 col.present(_ENHANCEMENT_FEATURE[f.enhancement], f"{n}: enhancement {f.enhancement}")
             g = is_growing(f)
             if g is True:
-                col.present("lesion_growing", f"{n}: grew {f.change.growth_percent:g} %")  # type: ignore[union-attr]
+                col.present("lesion_growing", f"{n}: grew {_growth_text(f.change)}")  # type: ignore[arg-type]
             elif g is False:
-                col.absent("lesion_growing", f"{n}: growth {f.change.growth_percent:g} %")  # type: ignore[union-attr]
+                col.absent("lesion_growing", f"{n}: growth {_growth_text(f.change)}")  # type: ignore[arg-type]
     else:
         col.absent("lesion_present", "no lesion in the findings")
 
@@ -331,10 +339,10 @@ def imaging_features(doc: FindingsDocument, pattern: CalcificationPattern | None
             col.present("calc_acoustic_shadow", f"{n}: acoustic shadow")
         g = is_growing(f)
         if g is True:
-            col.present("calc_growing", f"{n}: grew {f.change.growth_percent:g} %"  # type: ignore[union-attr]
+            col.present("calc_growing", f"{n}: grew {_growth_text(f.change)}"  # type: ignore[arg-type]
                         + (f" in {f.change.interval_days:g} days" if f.change.interval_days else ""))  # type: ignore[union-attr]
         elif g is False:
-            col.absent("calc_growing", f"{n}: growth {f.change.growth_percent:g} %")  # type: ignore[union-attr]
+            col.absent("calc_growing", f"{n}: growth {_growth_text(f.change)}")  # type: ignore[arg-type]
 
     # pattern from the image pipeline
     if pattern is not None:

@@ -72,7 +72,7 @@ __all__ = [
     "render_comparison_html",
 ]
 
-COMPARISON_SCHEMA_VERSION = "1.0.0"
+COMPARISON_SCHEMA_VERSION = "1.1.0"
 COMPARISON_FILES = ("comparison.json", "comparison.html")
 
 _Model = ConfigDict(extra="forbid")
@@ -136,6 +136,9 @@ class FindingChangeRecord(BaseModel):
     prior_volume_mm3: float | None = None
     current_volume_mm3: float | None = None
     volume_change_percent: float | None = None
+    volume_change_sd_percent: float | None = Field(
+        default=None, description="noise SD of the volume change, percentage points (lesions)"
+    )
     prior_diameter_mm: float | None = None
     current_diameter_mm: float | None = None
     diameter_change_mm: float | None = None
@@ -595,6 +598,7 @@ def compare_studies(
                 prior_volume_mm3=a.volume_mm3,
                 current_volume_mm3=b.volume_mm3,
                 volume_change_percent=ch.growth_percent,
+                volume_change_sd_percent=ch.growth_sd_percent,
                 prior_diameter_mm=_diameter(a),
                 current_diameter_mm=_diameter(b),
                 diameter_change_mm=ch.diameter_change_mm,
@@ -735,6 +739,11 @@ def _fmt(v: float | None, spec: str = ".1f", unit: str = "") -> str:
     return "–" if v is None else f"{v:{spec}}{unit}"
 
 
+def _sd_text(sd: float | None) -> str:
+    """'± SD' after a change, when the change carries a noise SD."""
+    return "" if sd is None else f" ± {sd:.0f}"
+
+
 def render_comparison_html(run: ComparisonRun, *, max_image_pairs: int = 24) -> str:
     """Self-contained HTML report of a comparison (images embedded as PNG data URIs)."""
     c = run.comparison
@@ -805,7 +814,7 @@ def render_comparison_html(run: ComparisonRun, *, max_image_pairs: int = 24) -> 
                 f"<tr><td>{e(str(mrec.prior_id))}</td><td>{e(str(mrec.current_id))}</td><td>{e(mrec.kind)}</td>"
                 f"<td>{mrec.distance_mm:.1f}</td>"
                 f"<td>{_fmt(mrec.prior_volume_mm3)} → {_fmt(mrec.current_volume_mm3)}</td>"
-                f"<td>{_fmt(mrec.volume_change_percent, '+.0f', ' %')}</td>"
+                f"<td>{_fmt(mrec.volume_change_percent, '+.0f', ' %')}{_sd_text(mrec.volume_change_sd_percent)}</td>"
                 f"<td>{_fmt(mrec.prior_diameter_mm)} → {_fmt(mrec.current_diameter_mm)}</td>"
                 f"<td>{_fmt(mrec.diameter_change_mm, '+.1f', ' mm')}</td>"
                 f"<td>{_fmt(mrec.doubling_time_days, '.0f', ' d')}</td></tr>"

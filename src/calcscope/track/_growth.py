@@ -109,6 +109,26 @@ def doubling_time_days(prior_mm3: float | None, current_mm3: float | None, days:
     return days * math.log(2.0) / math.log(current_mm3 / prior_mm3)
 
 
+def volume_change_sd_percent(
+    prior_mm3: float | None, prior_sd_mm3: float | None, current_mm3: float | None, current_sd_mm3: float | None
+) -> float | None:
+    """Noise SD (percentage points) of the volume change, from each volume's own SD.
+
+    First-order propagation through the ratio ``V2 / V1``: ``100 (V2 / V1) sqrt((s1 / V1)² + (s2 / V2)²)``.
+    None unless both volumes and both SDs are known and the prior volume is positive.
+    """
+    if None in (prior_mm3, prior_sd_mm3, current_mm3, current_sd_mm3) or not prior_mm3 or prior_mm3 <= 0:
+        return None
+    ratio = current_mm3 / prior_mm3  # type: ignore[operator]
+    rel = math.hypot(prior_sd_mm3 / prior_mm3, (current_sd_mm3 / current_mm3) if current_mm3 else 0.0)  # type: ignore[operator]
+    return round(100.0 * ratio * rel, 2)
+
+
+def _volume_sd(f: Finding) -> float | None:
+    sd = f.measurements.get("volume_sd_mm3")
+    return None if sd is None else float(sd)
+
+
 def finding_change(
     prior: Finding,
     current: Finding,
@@ -126,6 +146,9 @@ def finding_change(
     )
     return Change(
         growth_percent=None if dv is None else max(-100.0, dv),
+        growth_sd_percent=volume_change_sd_percent(
+            prior.volume_mm3, _volume_sd(prior), current.volume_mm3, _volume_sd(current)
+        ),
         volume_change_mm3=dv_mm3,
         diameter_change_mm=None if pd is None or cd is None else cd - pd,
         interval_days=days,
