@@ -162,7 +162,7 @@ def test_partial_volume_volume_is_unbiased_on_coarse_grids(radius_mm, dz_mm):
         c = tuple(int(v) for v in np.round(centre / np.asarray(spacing) - 0.5))
         lesion = lab == lab[c]
         v_pv = partial_volume(img, lesion, np.ones(shape, bool), spacing, parenchyma_hu=105.0,
-                                  lesion_hu=45.0, noise_hu=10.0).volume_mm3
+                              lesion_hu=45.0, noise_hu=10.0).volume_mm3
         errs_pv.append(v_pv / truth - 1.0)
         errs_thr.append(lesion.sum() * np.prod(spacing) / truth - 1.0)
     assert abs(np.mean(errs_pv)) <= 0.08
@@ -191,11 +191,11 @@ def test_partial_volume_interior_makes_the_volume_robust_to_the_lesion_reference
     for off in (-3.0, 3.0):
         whole = partial_volume(img, lesion, ones, spacing, parenchyma_hu=105.0, lesion_hu=45.0 + off, noise_hu=10.0).volume_mm3
         edge = partial_volume(img, lesion, ones, spacing, parenchyma_hu=105.0, lesion_hu=45.0 + off, noise_hu=10.0,
-                                  interior=interior).volume_mm3
+                              interior=interior).volume_mm3
         assert abs(whole / truth - 1.0) >= 0.04
         assert abs(edge / truth - 1.0) <= 0.7 * abs(whole / truth - 1.0)
     exact = partial_volume(img, lesion, ones, spacing, parenchyma_hu=105.0, lesion_hu=45.0, noise_hu=10.0,
-                               interior=interior).volume_mm3
+                           interior=interior).volume_mm3
     assert exact == pytest.approx(truth, rel=0.03)
 
 
@@ -221,7 +221,7 @@ def test_partial_volume_without_contrast_falls_back_to_voxel_count():
     lesion = np.zeros((5, 5, 5), bool)
     lesion[2, 2, 2] = True
     v = partial_volume(img, lesion, np.ones_like(lesion), (2.0, 1.0, 1.0), parenchyma_hu=100.0,
-                           lesion_hu=98.0, noise_hu=5.0).volume_mm3
+                       lesion_hu=98.0, noise_hu=5.0).volume_mm3
     assert v == pytest.approx(2.0)
 
 
