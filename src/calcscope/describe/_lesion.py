@@ -585,7 +585,7 @@ def _describe_one(
     deep = soft & (d_in > max(min(4.0, 0.6 * r_max), 0.5 * r_max))
     core_ref, n_core = _band_mean(img, deep)
     if n_core < 5:
-        core_ref = hu_mean
+        core_ref, n_core = hu_mean, int(vals.size)
     total = out_ref - core_ref
     # partial-volume corrected volume against the local parenchyma and the lesion's own core
     shell_ok = liv & ~lesion if others is None else liv & ~lesion & ~others
