@@ -113,7 +113,7 @@ def test_equal_density_neighbours_mostly_outside(results):
     # TotalSegmentator labels of the non-contrast case: stomach 6, gallbladder 4, IVC 63, bowel 18-20
     vol, _, seg = results["noncontrast_nifti"]
     labels = load_mask_like(TS / "example_seg_fast_force_split.nii.gz", vol)
-    limits = {6: 0.06, 4: 0.06, 63: 0.2, 18: 0.01, 19: 0.01, 20: 0.01}  # measured 0.03, 0.02, 0.11, 0, 0, 0
+    limits = {6: 0.06, 4: 0.06, 63: 0.14, 18: 0.01, 19: 0.01, 20: 0.01}  # measured 0.03, 0.02, 0.11, 0, 0, 0
     for label, limit in limits.items():
         organ = labels == label
         assert (seg.mask & organ).sum() / organ.sum() <= limit, label
@@ -131,3 +131,18 @@ def test_vessels_inside_on_contrast_case(results):
         organ = labels == label
         assert organ.sum() > 0, label
         assert (seg.mask & organ).sum() / organ.sum() <= limit, label
+
+
+def test_dcmqi_shortfall_is_the_reference_rim(results):
+    # The dcmqi outline is drawn 3-8 mm outside the liver edge (fat, diaphragm, the partial-volume rim).
+    # Our mask adds nothing outside it, and what it leaves out is mostly below 0 HU, not liver density.
+    # Measured (docs/segmentation.md, failure modes): false positives 0 % of the mask, missed 14.9 % of
+    # the reference, 66 % of that below 0 HU, missed voxels of liver density (>= median - 15 HU) 2.3 %
+    # of the reference (pixel noise included).
+    vol, truth, seg = results["dcmqi_3slice"]
+    hu = vol.array
+    missed = truth & ~seg.mask
+    assert (seg.mask & ~truth).sum() <= 0.005 * seg.mask.sum()
+    assert (missed & (hu < 0)).sum() >= 0.55 * missed.sum()
+    liver_hu = float(np.median(hu[seg.mask]))
+    assert (missed & (hu >= liver_hu - 15)).sum() <= 0.04 * truth.sum()
