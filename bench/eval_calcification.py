@@ -5,7 +5,8 @@ on phantoms from ``calcscope.synth`` (every preset, several seeds, all four cont
 phases, 1 mm and 3 mm slices) with the TRUE liver mask (``organs == 1``) and a 3 mm
 capsular margin, so the figures measure detection and description, not liver
 segmentation. Then checks the real negative controls (the shared TotalSegmentator
-example CT and its contrast DICOM series, whose livers hold no calcification) and
+example CT and its contrast DICOM series, whose livers hold no calcification; the DICOM
+also read as every contrast phase, ``untouched_by_phase``) and
 calcifications inserted into them with ``calcscope.synth.insert_objects``.
 
 Figures (issue 5 targets):
@@ -327,6 +328,10 @@ def evaluate_real() -> list[dict]:
         det = find_calcifications(v, liver, phase=phase, margin=margin)
         row = dict(case=name, phase=phase, threshold_hu=round(det.threshold_hu, 1), rule=det.rule,
                    untouched_detections=det.count, rejected=det.rejected)
+        if phase != "non_contrast":  # the contrast scan read as every contrast phase
+            row["untouched_by_phase"] = {
+                p: find_calcifications(v, liver, phase=p, margin=margin).count for p in PHASES[1:] + ("unknown",)
+            }
         if insert_objects is not None:
             found, total, fps, res_total, res_found = 0, 0, 0, 0, 0
             for seed in (1, 2, 3):

@@ -184,11 +184,15 @@ def _faint_focus(arr, spacing, centre, peak_hu, liver_hu):
     return hu
 
 
-def _focus_case(phase, focus_offsets, *, liver_hu=105.0, vessel_hu=200.0, peak_hu=240.0):
+def _focus_case(phase, focus_offsets, *, liver_hu=105.0, vessel_hu=200.0, peak_hu=240.0, mass=None):
+    """Liver with a vessel tree and faint foci; ``mass`` = (centre offset mm, radius mm, HU)
+    paints a hypodense ball first."""
     spacing = (2.5, 0.8, 0.8)
     arr, liver, margin = liver_case(spacing=spacing, liver_hu=liver_hu)
     c = centre_mm(arr.shape, spacing)
     _vessel_tree(arr, spacing, vessel_hu, c)
+    if mass is not None:
+        ball(arr, spacing, c + np.asarray(mass[0], float), mass[1], mass[2])
     for off in focus_offsets:
         _faint_focus(arr, spacing, c + off, peak_hu, liver_hu)
     vol = finish(arr, spacing, noise=12.0)
@@ -221,10 +225,47 @@ def test_faint_focus_touching_a_vessel_not_kept_by_the_compact_rule():
     assert det.rejected["focus_context"] >= 1
 
 
-def test_compact_focus_rule_not_used_in_arterial_phase():
-    """In the arterial phase isolated bright foci may be arteries or enhancing nodules:
-    only the main threshold (floor 320 HU) applies."""
-    det, _, _ = _focus_case("arterial", [[5, 15, -15]], liver_hu=70.0, vessel_hu=130.0, peak_hu=250.0)
+ARTERIAL = dict(liver_hu=70.0, vessel_hu=130.0, peak_hu=250.0)
+
+
+def test_isolated_partial_volume_focus_found_in_arterial_phase():
+    """Arterial phase: a focus whose partial-volume peak (250 HU) stays under the 320 HU
+    floor is kept by the compact-focus rule when it is isolated in parenchyma."""
+    det, c, spacing = _focus_case("arterial", [[5, 15, -15]], **ARTERIAL)
+    assert det.threshold_hu >= 320.0
+    assert det.count == 1
+    assert det.rejected["focus_surround"] == 0
+    cen = np.asarray(ndi.center_of_mass(det.labels == 1)) * np.asarray(spacing)
+    assert np.allclose(cen, c + [5, 15, -15], atol=1.5)
+
+
+def test_arterial_focus_on_the_edge_of_a_hypodense_mass_not_kept():
+    """The same focus on the edge of a hypodense mass (45 HU in 70 HU liver), as the
+    peripheral enhancing nodule of a haemangioma lies: left out as ``focus_surround``."""
+    det, _, _ = _focus_case("arterial", [[5, 15, -15]], mass=([15, 15, -15], 9.0, 45.0), **ARTERIAL)
+    assert det.count == 0
+    assert det.rejected["focus_surround"] == 1
+
+
+def test_arterial_compact_focus_needs_nine_noise_sd_above_parenchyma(monkeypatch):
+    """Arterial seed: 9 noise SD above parenchyma (6 in the other phases); an isolated focus
+    about 7.5 SD above the 70 HU parenchyma (160 HU, above the pool seed) is not kept, and
+    would be with the 6 SD seed."""
+    import calcscope.detect._calcification as calc
+
+    assert calc.focus_seed_rule(70.0, 12.0, 130.0, "arterial") == pytest.approx(70.0 + 9 * 12.0)
+    assert calc.focus_seed_rule(70.0, 12.0, 100.0, "portal_venous") == pytest.approx(70.0 + 6 * 12.0)
+    case = dict(liver_hu=70.0, vessel_hu=130.0, peak_hu=160.0)
+    det, _, _ = _focus_case("arterial", [[5, 15, -15]], **case)
+    assert det.count == 0
+    monkeypatch.setattr(calc, "K_FOCUS_PARENCHYMA_ARTERIAL", calc.K_FOCUS_PARENCHYMA)
+    det, _, _ = _focus_case("arterial", [[5, 15, -15]], **case)
+    assert det.count == 1
+
+
+def test_compact_focus_rule_not_used_on_unknown_phase():
+    """An unknown phase is treated like the arterial one but without the compact rule."""
+    det, _, _ = _focus_case("unknown", [[5, 15, -15]], **ARTERIAL)
     assert det.count == 0
     assert "focus_context" not in det.rejected
 

@@ -50,13 +50,16 @@ How a focus is found
      by dark voxels (the bright/dark banding of a beam-hardening or metal streak);
    * ``small``: thresholded volume below ``min_volume_mm3``.
 
-5. **Compact foci** (portal venous and delayed phases, :func:`_compact_foci`): partial
-   volume brings a 2-4 mm calcification on 3 mm slices down to the level of enhanced blood,
-   below the threshold. A component of voxels above parenchyma + 3.5 noise SD whose peak
-   exceeds :func:`focus_seed_rule` (6 noise SD above parenchyma and 1.75 above the vessel
-   pool) is kept when it is small (<= :data:`FOCUS_MAX_MM3`, <= :data:`FOCUS_MAX_EXTENT_MM`)
-   and isolated: no vessel-tree voxel and at most :data:`FOCUS_MAX_NEIGHBOURS` other bright
+5. **Compact foci** (arterial, portal venous and delayed phases, :func:`_compact_foci`):
+   partial volume brings a 2-4 mm calcification on 3 mm slices down to the level of enhanced
+   blood, below the threshold. A component of voxels above parenchyma + 3.5 noise SD whose
+   peak exceeds :func:`focus_seed_rule` (6 noise SD above parenchyma, 9 in the arterial
+   phase, and 1.75 above the vessel pool) is kept when it is small (<= :data:`FOCUS_MAX_MM3`,
+   <= :data:`FOCUS_MAX_EXTENT_MM`) and isolated: no vessel-tree voxel and at most :data:`FOCUS_MAX_NEIGHBOURS` other bright
    voxels within :data:`FOCUS_CLEAR_MM` (vessels are continuous, a calcification is not).
+   In the arterial phase its surround must also be parenchyma, not a hypodense mass
+   (:func:`_dark_surround_share`): the enhancing nodules of a haemangioma are as small.
+   Not used on an unknown phase.
 
 6. The kept components are numbered 1..n in order of centroid (z, y, x).
 """
@@ -155,16 +158,32 @@ MAX_OUTSIDE_MM3 = 500.0
 #: :data:`FOCUS_CLEAR_MM`, at most :data:`FOCUS_MAX_MM3` and :data:`FOCUS_MAX_EXTENT_MM`.
 #: Partial volume brings a 2-4 mm calcification on 3 mm slices to 190-300 HU, the level of
 #: enhanced blood; what still tells it from a vessel is that vessels are continuous
-#: (bright neighbours) and a calcification is not. Not used in the arterial phase, where
-#: hepatic arteries and the nodular enhancement of a haemangioma (blood-pool level, above
-#: the measured portal pool) make isolated bright foci ambiguous.
-FOCUS_PHASES = ("portal_venous", "delayed")
+#: (bright neighbours) and a calcification is not. In the arterial phase the peripheral
+#: nodular enhancement of a haemangioma (blood-pool level, above the measured portal pool)
+#: is as small and isolated as a partial-volume calcification; what tells them apart is the
+#: surround: the nodule lies on the edge of a hypodense mass, a calcification in
+#: parenchyma (:func:`_dark_surround_share`, phases :data:`FOCUS_SURROUND_PHASES`).
+FOCUS_PHASES = ("portal_venous", "delayed", "arterial")
 K_FOCUS_PARENCHYMA = 6.0
 K_FOCUS_POOL = 1.75
 FOCUS_MAX_MM3 = 30.0
 FOCUS_MAX_EXTENT_MM = 10.0
 FOCUS_CLEAR_MM = 3.0
 FOCUS_MAX_NEIGHBOURS = 2
+#: Surround test of the compact-focus rule (arterial phase): the liver voxels between
+#: :data:`FOCUS_SHELL_MM` from the focus; at most :data:`FOCUS_MAX_DARK_SHARE` of them may be
+#: darker than parenchyma - :data:`K_FOCUS_DARK` noise SD (pure noise: 0.067). Candidate
+#: study (eval phantoms + realism): isolated calcifications 0.0, haemangioma nodules 0.27-0.29.
+FOCUS_SURROUND_PHASES = ("arterial",)
+FOCUS_SHELL_MM = (3.0, 6.0)
+K_FOCUS_DARK = 1.5
+FOCUS_MAX_DARK_SHARE = 0.15
+#: In the arterial phase the focus's peak must also lie this many noise SD above the
+#: parenchyma: arterial blood is far brighter than the portal pool, and in a noisy scan a
+#: small artery cut across (its continuation lost in the noise) leaves an isolated focus of
+#: 1-2 voxels 6-7 noise SD above the parenchyma (shared thoracic CTA: 6.0-6.5 SD); the
+#: partial-volume calcifications of the phantoms lie 12-14 SD above it.
+K_FOCUS_PARENCHYMA_ARTERIAL = 9.0
 #: streak: in-plane length (mm) and fraction of dark ring voxels
 STREAK_MIN_LENGTH_MM = 8.0
 STREAK_MIN_DARK_FRACTION = 0.15
@@ -185,9 +204,10 @@ class CalcificationDetection:
         Enhanced vessel tree recognised inside the liver (contrast phases), else None.
     rejected: dict of str -> int
         Number of candidate components rejected per reason
-        (``extrahepatic``, ``vessel``, ``streak``, ``small``; on portal venous and delayed
-        scans ``focus_context``: compact-focus candidates that touch the vessel tree or
-        other bright voxels, or are too large for a partial-volume focus).
+        (``extrahepatic``, ``vessel``, ``streak``, ``small``; on arterial, portal venous and
+        delayed scans ``focus_context``: compact-focus candidates that touch the vessel tree
+        or other bright voxels, or are too large for a partial-volume focus; on arterial
+        scans ``focus_surround``: compact-focus candidates on the edge of a hypodense region).
     parenchyma_hu, noise_hu: float
         Median liver HU and robust noise SD measured in the scan.
     vessel_hu: float or None
@@ -531,8 +551,13 @@ def find_calcifications(
 
     # second tier: isolated compact foci between the vessel pool and the threshold
     if tree is not None and vessel_hu is not None and phase_name in FOCUS_PHASES and threshold_hu is None:
-        foci, n_ctx = _compact_foci(a, lab, reg, tree, spacing, parenchyma_hu, noise_hu, vessel_hu, thr)
+        foci, n_ctx, n_dark = _compact_foci(
+            a, lab, reg, tree, spacing, parenchyma_hu, noise_hu, vessel_hu, thr,
+            liver=liv if phase_name in FOCUS_SURROUND_PHASES else None, phase=phase_name,
+        )
         rejected["focus_context"] = n_ctx
+        if phase_name in FOCUS_SURROUND_PHASES:
+            rejected["focus_surround"] = n_dark
         for j, (sl, comp) in enumerate(foci, start=n + 1):
             lab[sl][comp] = j
             off = np.array([s.start for s in sl])
@@ -563,10 +588,16 @@ def find_calcifications(
     )
 
 
-def focus_seed_rule(parenchyma_hu: float, noise_hu: float, vessel_hu: float) -> float:
-    """Seed level (HU) of the compact-focus rule: ``max(parenchyma + K_FOCUS_PARENCHYMA*noise,
-    vessel_pool + K_FOCUS_POOL*noise)``."""
-    return float(max(parenchyma_hu + K_FOCUS_PARENCHYMA * noise_hu, vessel_hu + K_FOCUS_POOL * noise_hu))
+def focus_seed_rule(
+    parenchyma_hu: float, noise_hu: float, vessel_hu: float, phase: str = "portal_venous"
+) -> float:
+    """Seed level (HU) of the compact-focus rule.
+
+    ``max(parenchyma + k*noise, vessel_pool + K_FOCUS_POOL*noise)`` with ``k`` =
+    :data:`K_FOCUS_PARENCHYMA_ARTERIAL` in the arterial phase, else :data:`K_FOCUS_PARENCHYMA`.
+    """
+    k = K_FOCUS_PARENCHYMA_ARTERIAL if phase == "arterial" else K_FOCUS_PARENCHYMA
+    return float(max(parenchyma_hu + k * noise_hu, vessel_hu + K_FOCUS_POOL * noise_hu))
 
 
 def _compact_foci(
@@ -579,7 +610,10 @@ def _compact_foci(
     noise_hu: float,
     vessel_hu: float,
     threshold_hu: float,
-) -> tuple[list[tuple[tuple[slice, ...], np.ndarray]], int]:
+    *,
+    liver: np.ndarray | None = None,
+    phase: str = "portal_venous",
+) -> tuple[list[tuple[tuple[slice, ...], np.ndarray]], int, int]:
     """Isolated compact foci whose peak lies between :func:`focus_seed_rule` and the threshold.
 
     Parameters
@@ -596,6 +630,11 @@ def _compact_foci(
         Voxel spacing (z, y, x), mm.
     parenchyma_hu, noise_hu, vessel_hu, threshold_hu: float
         Reference levels and the main threshold (HU).
+    liver: bool ndarray, optional
+        Liver mask in the box; when given, a focus whose surround is hypodense
+        (:func:`_dark_surround_share` above :data:`FOCUS_MAX_DARK_SHARE`) is left out.
+    phase: str
+        Phase name (chooses the seed, :func:`focus_seed_rule`).
 
     Returns
     -------
@@ -604,23 +643,26 @@ def _compact_foci(
     n_context: int
         Candidates rejected because they touch the vessel tree or other bright voxels,
         or are too large or too long to be a partial-volume focus.
+    n_surround: int
+        Candidates rejected because they lie on the edge of a hypodense region.
     """
-    seed = focus_seed_rule(parenchyma_hu, noise_hu, vessel_hu)
+    seed = focus_seed_rule(parenchyma_hu, noise_hu, vessel_hu, phase)
     if seed >= threshold_hu:
-        return [], 0
+        return [], 0, 0
     low = parenchyma_hu + K_LOW * noise_hu
     bright = a > low
     seeds = (a > seed) & reg & (lab == 0)
     if not seeds.any():
-        return [], 0
+        return [], 0, 0
     lab2 = cc3d.connected_components(bright, connectivity=26).astype(np.int32, copy=False)
     ids = np.unique(lab2[seeds])
     ids = ids[ids > 0]
     vox_mm3 = float(np.prod(spacing))
-    pad = np.ceil(FOCUS_CLEAR_MM / spacing).astype(int) + 1
+    reach = FOCUS_CLEAR_MM if liver is None else max(FOCUS_CLEAR_MM, FOCUS_SHELL_MM[1])
+    pad = np.ceil(reach / spacing).astype(int) + 1
     objs = ndi.find_objects(lab2)
     out: list[tuple[tuple[slice, ...], np.ndarray]] = []
-    n_ctx = 0
+    n_ctx = n_dark = 0
     for k in ids:
         sl = objs[int(k) - 1]
         comp = lab2[sl] == k
@@ -635,14 +677,48 @@ def _compact_foci(
             continue  # mostly outside the liver: not ours
         big = tuple(slice(max(s.start - int(p), 0), min(s.stop + int(p), dim)) for s, p, dim in zip(sl, pad, a.shape))
         c_big = lab2[big] == k
-        zone = ndi.distance_transform_edt(~c_big, sampling=spacing) <= FOCUS_CLEAR_MM
-        zone &= ~c_big
+        dist = ndi.distance_transform_edt(~c_big, sampling=spacing)
+        zone = (dist <= FOCUS_CLEAR_MM) & ~c_big
         # the tree is looked up in the focus's small neighbourhood only, not over the box
         if (tree.is_tree[tree.labels[big]] & zone).any() or int(np.count_nonzero(bright[big] & zone)) > FOCUS_MAX_NEIGHBOURS:
             n_ctx += 1
             continue
+        if liver is not None and _dark_surround_share(a[big], liver[big], dist, parenchyma_hu, noise_hu) > FOCUS_MAX_DARK_SHARE:
+            n_dark += 1
+            continue
         out.append((sl, comp))
-    return out, n_ctx
+    return out, n_ctx, n_dark
+
+
+def _dark_surround_share(
+    a: np.ndarray, liver: np.ndarray, dist_mm: np.ndarray, parenchyma_hu: float, noise_hu: float
+) -> float:
+    """Share of the liver voxels around a focus that are darker than the parenchyma.
+
+    Parameters
+    ----------
+    a: ndarray
+        HU around the focus.
+    liver: bool ndarray
+        Liver mask on the same crop.
+    dist_mm: float ndarray
+        Distance (mm) of each voxel from the focus.
+    parenchyma_hu, noise_hu: float
+        Parenchyma level and noise SD (HU).
+
+    Returns
+    -------
+    float
+        Share of the liver voxels between :data:`FOCUS_SHELL_MM` from the focus below
+        ``parenchyma - K_FOCUS_DARK * noise`` (0 when the shell holds no liver voxel). A
+        haemangioma's enhancing nodule lies on the edge of the hypodense mass, so part of
+        its shell is mass; a calcification in parenchyma sees only noise (about 0.07).
+    """
+    shell = (dist_mm > FOCUS_SHELL_MM[0]) & (dist_mm <= FOCUS_SHELL_MM[1]) & liver
+    n = int(np.count_nonzero(shell))
+    if n == 0:
+        return 0.0
+    return float(np.count_nonzero(a[shell] < parenchyma_hu - K_FOCUS_DARK * noise_hu)) / n
 
 
 def _is_vessel(
