@@ -223,6 +223,9 @@ def test_partial_volume_without_contrast_falls_back_to_voxel_count():
     v = partial_volume(img, lesion, np.ones_like(lesion), (2.0, 1.0, 1.0), parenchyma_hu=100.0,
                        lesion_hu=98.0, noise_hu=5.0).volume_mm3
     assert v == pytest.approx(2.0)
+    pv = partial_volume(img, lesion, np.ones_like(lesion), (2.0, 1.0, 1.0), parenchyma_hu=100.0,
+                        lesion_hu=98.0, noise_hu=5.0)
+    assert pv.sd_mm3 is None  # no noise model without contrast: no SD rather than a false 0
 
 
 def test_describe_reports_partial_volume_and_thresholded_volume():

@@ -403,10 +403,10 @@ def noise_correlation_factor(img: np.ndarray, sel: np.ndarray, *, max_lag: int =
 
 @dataclass(frozen=True)
 class PartialVolume:
-    """A partial-volume corrected volume and its noise SD (both mm³)."""
+    """A partial-volume corrected volume and its noise SD (both mm³; SD None where no noise model applies)."""
 
     volume_mm3: float
-    sd_mm3: float
+    sd_mm3: float | None
 
 
 def partial_volume(
@@ -482,7 +482,7 @@ def partial_volume(
         Thickness of the shell searched outside the segmented boundary, mm.
     min_contrast_hu: float
         Below this lesion-to-parenchyma contrast the occupancy is not defined; the voxel
-        count is returned (SD 0: no noise model applies).
+        count is returned (SD None: no noise model applies).
 
     Returns
     -------
@@ -491,7 +491,7 @@ def partial_volume(
     vox = float(np.prod(spacing_zyx))
     contrast = float(parenchyma_hu) - float(lesion_hu)
     if not np.isfinite(contrast) or abs(contrast) < min_contrast_hu:
-        return PartialVolume(float(lesion.sum()) * vox, 0.0)
+        return PartialVolume(float(lesion.sum()) * vox, None)
     d_out = ndi.distance_transform_edt(~lesion, sampling=spacing_zyx)
     reach = max(float(shell_mm), float(max(spacing_zyx)) + 1e-3)
     shell = (d_out > 0) & (d_out <= reach) & usable
@@ -575,7 +575,8 @@ def _describe_one(
     # noise SD above the parenchyma) are left out of both, else they lift the reference
     # and every parenchymal shell voxel reads as partly lesion
     band_ok = usable & ~lesion & (img <= parenchyma_hu + 3.0 * noise)
-    out_ref, n_ref = _band_mean(img, band_ok & (d_out > 5.0) & (d_out <= 10.0))
+    ref_band = band_ok & (d_out > 5.0) & (d_out <= 10.0)
+    out_ref, n_ref = _band_mean(img, ref_band)
     if n_ref < 10:
         out_ref = parenchyma_hu
     in_sel = soft & in1 & ~in3
@@ -600,7 +601,7 @@ def _describe_one(
         img, lesion, shell_ok, sp, parenchyma_hu=float(out_ref), lesion_hu=float(edge_ref),
         noise_hu=noise, parenchyma_n=n_ref if n_ref >= 10 else None,
         lesion_n=n_edge if pv_interior is not None else n_core,
-        noise_factor=noise_correlation_factor(img, band_ok & (d_out > 5.0) & (d_out <= 10.0)),
+        noise_factor=noise_correlation_factor(img, ref_band),
         dense=calcium_n, interior=pv_interior,
         capsule=liv & ~ndi.binary_erosion(liv, border_value=1),
     )
@@ -736,8 +737,9 @@ def _describe_one(
         "calcified_fraction": round(float((lesion & calcium_n).sum()) / max(n_vox, 1), 4),
         "volume_thresholded_mm3": round(vol_mm3, 2),
         "volume_partial_volume_mm3": round(vol_pv_mm3, 2),
-        "volume_sd_mm3": round(pv.sd_mm3, 2),
     }
+    if pv.sd_mm3 is not None:
+        meas["volume_sd_mm3"] = round(pv.sd_mm3, 2)
     if np.isfinite(ring_hu) and np.isfinite(core_hu):
         meas["ring_hu"] = round(ring_hu, 1)
         meas["core_hu"] = round(core_hu, 1)
