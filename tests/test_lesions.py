@@ -145,6 +145,52 @@ def test_target_lesion_and_rim():
     assert f.longest_diameter_mm == pytest.approx(24.0, abs=2.5)
 
 
+def _one_lesion(vol, liver, phase="arterial"):
+    det = find_lesions(vol, liver, phase=phase)
+    assert det.labels.max() == 1
+    (f,) = describe_lesions(
+        vol, det.labels, liver=liver, lobes=None, parenchyma_hu=det.parenchyma_hu, noise_hu=det.noise_hu, phase=phase,
+    )
+    return det, f
+
+
+def test_enhancing_wall_is_measured_as_part_of_the_lesion():
+    # arterial-phase target metastasis: 2 mm wall 25 HU above the liver around a dark body
+    # and a darker necrotic centre; the wall is where a radiologist measures the lesion
+    parts = [((40, 60, 60), 24.0, 95.0), ((40, 60, 60), 20.0, 45.0), ((40, 60, 60), 8.0, 28.0)]
+    vol, liver, truth = _block(shape=(32, 90, 90), liver_hu=70.0, spheres=parts, seed=3)
+    det, f = _one_lesion(vol, liver)
+    true_mm3 = float((truth > 0).sum()) * float(np.prod(SPACING))
+    assert f.longest_diameter_mm == pytest.approx(24.0, abs=2.5)
+    assert f.volume_mm3 == pytest.approx(true_mm3, rel=0.15)
+    assert f.enhancement == "rim"
+    # the occupancy model does not hold across a bright wall: no noise SD is claimed
+    assert "volume_sd_mm3" not in f.measurements
+    dice = 2 * ((det.labels > 0) & (truth > 0)).sum() / ((det.labels > 0).sum() + (truth > 0).sum())
+    assert dice >= 0.85
+
+
+def test_nodules_or_a_passing_vessel_are_not_a_wall():
+    # the same dark body with four enhancing nodules on its edge: not a closed wall
+    parts = [((40, 60, 60), 20.0, 45.0)] + [((40 + dz, 60 + dy, 60 + dx), 4.0, 160.0)
+                                             for dz, dy, dx in ((0, 10, 0), (0, -10, 0), (0, 0, 10), (10, 0, 0))]
+    vol, liver, truth = _block(shape=(32, 90, 90), liver_hu=70.0, spheres=parts, seed=4)
+    _, f = _one_lesion(vol, liver)
+    # a wall would add about 2.5 mm all round (+80 % volume)
+    assert f.volume_mm3 == pytest.approx(4 / 3 * np.pi * 10.0**3, rel=0.15)
+    assert f.enhancement == "peripheral_nodular_centripetal"
+    # a bright vessel running past one side
+    vol, liver, truth = _block(shape=(32, 90, 90), liver_hu=70.0, spheres=[((40, 60, 60), 20.0, 45.0)], seed=5)
+    zz, yy, xx = _grid(vol.shape, SPACING)
+    tube = ((yy - 60) ** 2 + (xx - 72.5) ** 2 <= 2.5**2) & liver
+    arr = vol.array.astype(np.float32)
+    arr[tube] += 200.0
+    vol = Volume(array=np.round(arr).astype(np.int16), spacing_zyx=SPACING)
+    _, f = _one_lesion(vol, liver)
+    assert f.longest_diameter_mm == pytest.approx(20.0, abs=2.5)
+    assert f.volume_mm3 == pytest.approx(4 / 3 * np.pi * 10.0**3, rel=0.2)
+
+
 def test_ill_defined_margin():
     # a lesion whose HU ramps to the parenchyma over ~10 mm
     shape, sp = (32, 90, 90), SPACING

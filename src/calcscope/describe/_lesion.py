@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..detect._lesion import bbox_slices, phase_of
+from ..detect._lesion import bbox_slices, fibonacci_directions, phase_of
 from ..model import LESION_LABEL_BASE, Finding, Phase, Volume
 from ._geometry import LOBE_NAMES, LiverSurface, lobe_of
 
@@ -57,6 +57,9 @@ class LesionThresholds:
     homogeneous_texture_hu: float = 10.0
     #: smallest ring-core difference read as a ring pattern, HU (and >= 20 % of the contrast)
     ring_min_hu: float = 12.0
+    #: a dark lesion's boundary layer at least this much brighter than the liver (and four
+    #: standard errors) is an enhancing wall the segmentation was taken out to
+    wall_min_excess_hu: float = 3.0
     #: smallest lesion (largest inscribed radius) in which a ring pattern is looked for, mm
     ring_min_radius_mm: float = 3.5
     #: depth below the capsule under which a lesion is subcapsular, mm
@@ -175,22 +178,13 @@ def _band_mean(img: np.ndarray, sel: np.ndarray) -> tuple[float, int]:
     return (float(img[sel].mean()) if n else float("nan"), n)
 
 
-def _fibonacci_directions(n: int) -> np.ndarray:
-    """``n`` unit vectors spread evenly over the sphere (golden-angle spiral), (n, 3) z, y, x."""
-    k = np.arange(n) + 0.5
-    z = 1.0 - 2.0 * k / n
-    r = np.sqrt(1.0 - z**2)
-    phi = np.pi * (3.0 - np.sqrt(5.0)) * k
-    return np.stack([z, r * np.sin(phi), r * np.cos(phi)], axis=1)
-
-
 #: lesion voxels deeper than this many (largest) voxel spacings inside the segmented
 #: boundary count as whole in the partial-volume volume: partial volume reaches at most
 #: about one voxel into the segmentation
 PV_INTERIOR_DEPTH_VOXELS = 1.0
 
 #: directions used to measure how much of a lesion's circumference is enhancing
-_DIRECTIONS = _fibonacci_directions(64)
+_DIRECTIONS = fibonacci_directions(64)
 
 
 def _direction_bins(coords_mm: np.ndarray, centre_mm: np.ndarray) -> np.ndarray:
@@ -517,7 +511,12 @@ def partial_volume(
         var += (weighed * rel) ** 2 / lesion_n
     if parenchyma_n:
         var += ((n_w - weighed) * rel) ** 2 / parenchyma_n
-    return PartialVolume(float((np.count_nonzero(full) + weighed) * vox), float(np.sqrt(var) * vox))
+    volume_mm3 = float((np.count_nonzero(full) + weighed) * vox)
+    if volume_mm3 <= 0.0:
+        # the boundary does not follow the two-tissue model (e.g. a wall brighter than
+        # the liver around a dark centre): the voxel count is all that can be said
+        return PartialVolume(float(lesion.sum()) * vox, None)
+    return PartialVolume(volume_mm3, float(np.sqrt(var) * vox))
 
 
 def _describe_one(
@@ -597,14 +596,29 @@ def _describe_one(
     edge_ref, n_edge = _band_mean(img, soft & (d_in > depth) & (d_in <= depth + float(max(sp))))
     if n_edge < 10:
         pv_interior, edge_ref = None, core_ref
-    pv = partial_volume(
-        img, lesion, shell_ok, sp, parenchyma_hu=float(out_ref), lesion_hu=float(edge_ref),
-        noise_hu=noise, parenchyma_n=n_ref if n_ref >= 10 else None,
-        lesion_n=n_edge if pv_interior is not None else n_core,
-        noise_factor=noise_correlation_factor(img, ref_band),
-        dense=calcium_n, interior=pv_interior,
-        capsule=liv & ~ndi.binary_erosion(liv, border_value=1),
-    )
+    # a dark lesion bounded by an enhancing wall (the detector took it out to the wall's
+    # half-maximum): its boundary layer is brighter than the liver while the tissue inside
+    # is darker, so no single lesion HU describes the boundary and the occupancy model
+    # does not apply; the segmented voxels are its volume (no noise SD)
+    walled = False
+    if (edge_ref if pv_interior is not None else core_ref) < out_ref:
+        wall_sel = soft & (d_in <= depth)
+        if wall_sel.sum() >= 10:
+            wall_med = float(np.median(img[wall_sel]))
+            # the boundary layer holds the wall's outer partial-volume fringe too, so its
+            # median sits well below the wall's own excess: significance is what counts
+            walled = wall_med - out_ref >= max(th.wall_min_excess_hu, 4.0 * 1.25 * noise / np.sqrt(wall_sel.sum()))
+    if walled:
+        pv = PartialVolume(vol_mm3, None)
+    else:
+        pv = partial_volume(
+            img, lesion, shell_ok, sp, parenchyma_hu=float(out_ref), lesion_hu=float(edge_ref),
+            noise_hu=noise, parenchyma_n=n_ref if n_ref >= 10 else None,
+            lesion_n=n_edge if pv_interior is not None else n_core,
+            noise_factor=noise_correlation_factor(img, ref_band),
+            dense=calcium_n, interior=pv_interior,
+            capsule=liv & ~ndi.binary_erosion(liv, border_value=1),
+        )
     vol_pv_mm3 = pv.volume_mm3
     sharp = (out_band - in_band) / total if abs(total) > 1e-3 and np.isfinite(out_band + in_band) else 0.0
     margin = "well_defined" if sharp >= th.well_defined_sharpness else "ill_defined"

@@ -622,44 +622,132 @@ def _refine(
     for z in range(reg.shape[0]):
         if reg[z].any():
             reg[z] = ndi.binary_fill_holes(reg[z])
-    if sign < 0:
-        reg = _absorb_bright_rim(full_img, reg, full_liver & ~full_excluded, spacing_zyx, parenchyma_hu=parenchyma_hu)
     return reg & full_liver
 
 
-def _absorb_bright_rim(
+def fibonacci_directions(n: int) -> np.ndarray:
+    """``n`` unit vectors spread evenly over the sphere (golden-angle spiral), (n, 3) z, y, x."""
+    k = np.arange(n) + 0.5
+    z = 1.0 - 2.0 * k / n
+    r = np.sqrt(1.0 - z**2)
+    phi = np.pi * (3.0 - np.sqrt(5.0)) * k
+    return np.stack([z, r * np.sin(phi), r * np.cos(phi)], axis=1)
+
+
+#: directions over which an enclosing ring must be bright (see :func:`_extend_to_enclosing_ring`)
+_RING_DIRECTIONS = fibonacci_directions(26)
+
+
+@dataclass(frozen=True)
+class RingRule:
+    """How far outside a hypodense segmentation an enclosing bright ring is looked for.
+
+    A target metastasis or an abscess is a dark centre inside an enhancing wall; the wall
+    belongs to the lesion (its size is measured across it), and between the dark centre's
+    half-contrast edge and the wall there may be viable tissue of intermediate HU.
+    """
+
+    #: width of the distance bins of the radial profile, mm
+    bin_mm: float = 1.0
+    #: the ring must start within this distance of the segmented edge (mm, and a share of
+    #: the dark part's equivalent radius, whichever is larger)
+    start_mm: float = 3.0
+    start_share: float = 0.35
+    #: how far out the profile is followed, mm
+    reach_mm: float = 8.0
+    #: the ring's median excess over the parenchyma: at least this many HU and this many
+    #: standard errors of the bin median
+    min_excess_hu: float = 6.0
+    k_se: float = 4.0
+    #: share of the directions (26 around the lesion) in which the ring is brighter than
+    #: the parenchyma by a third of its peak excess; a few enhancing nodules or a vessel
+    #: passing by cover far less
+    min_coverage: float = 0.6
+
+
+RING_RULE = RingRule()
+
+
+def _extend_to_enclosing_ring(
     img: np.ndarray,
     reg: np.ndarray,
     usable: np.ndarray,
     spacing_zyx: tuple[float, float, float],
     *,
     parenchyma_hu: float,
-    bands_mm: tuple[float, ...] = (2.0, 3.5),
-    min_excess_hu: float = 6.0,
+    noise_hu: float | None = None,
+    rule: RingRule = RING_RULE,
 ) -> np.ndarray:
-    """Add an enhancing rim around a hypodense core (target lesion, abscess wall).
+    """Extend a hypodense segmentation out to the outer edge of an enhancing ring around it.
 
-    Shells of the surrounding liver out to each of ``bands_mm`` are added while the
-    *median* HU of the shell exceeds the parenchyma by ``min_excess_hu`` and by four
-    standard errors (the median keeps a vessel touching one side from counting).
+    The median HU of the liver outside the segmentation is profiled in ``bin_mm`` shells
+    of distance from its edge. When a run of shells brighter than the parenchyma (by
+    ``min_excess_hu`` and ``k_se`` standard errors) starts within ``start_mm`` of the edge,
+    follows only darker or iso-attenuating shells (viable tissue of the lesion, or the
+    partial-volume edge), and is bright in most directions around the lesion, the lesion
+    is taken out to where the profile falls back to half the ring's peak excess.
+    Otherwise the segmentation is returned unchanged. Medians keep a vessel touching one
+    side from making a ring.
     """
-    if reg.sum() < 27:
+    if reg.sum() < 8:
         return reg
     d_out = ndi.distance_transform_edt(~reg, sampling=spacing_zyx)
-    noise = float(np.std(img[usable & (d_out > 6.0)])) if (usable & (d_out > 6.0)).sum() > 30 else 15.0
-    out = reg.copy()
-    lo = 0.0
-    for hi in bands_mm:
+    far = usable & (d_out > rule.reach_mm)
+    if noise_hu is None or not np.isfinite(noise_hu):
+        noise_hu = float(np.std(img[far])) if far.sum() > 30 else 15.0
+    r_eq = (3.0 * reg.sum() * float(np.prod(spacing_zyx)) / (4.0 * np.pi)) ** (1.0 / 3.0)
+    start = max(rule.start_mm, rule.start_share * r_eq)
+    edges = np.arange(0.0, rule.reach_mm + 1e-6, rule.bin_mm)
+    med = np.full(edges.size - 1, np.nan)
+    need = np.full(edges.size - 1, np.inf)
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         band = usable & (d_out > lo) & (d_out <= hi)
         n = int(band.sum())
-        if n < 20:
+        if n >= 10:
+            med[i] = float(np.median(img[band])) - parenchyma_hu
+            # 1.25: efficiency of the median against the mean
+            need[i] = max(rule.min_excess_hu, rule.k_se * 1.25 * noise_hu / np.sqrt(n))
+    bright = med >= need
+    if not bright.any():
+        return reg
+    first = int(np.argmax(bright))
+    if edges[first] > start:
+        return reg
+    last = first
+    while last + 1 < bright.size and bright[last + 1]:
+        last += 1
+    peak_i = first + int(np.nanargmax(med[first:last + 1]))
+    peak = float(med[peak_i])
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    # outer half-maximum, linear between bin centres
+    edge_mm = float(centres[last])
+    for j in range(peak_i, med.size - 1):
+        if np.isnan(med[j + 1]):
             break
-        excess = float(np.median(img[band])) - parenchyma_hu
-        if excess < max(min_excess_hu, 4.0 * 1.25 * noise / np.sqrt(n)):
+        if med[j + 1] < 0.5 * peak:
+            f = (med[j] - 0.5 * peak) / max(med[j] - med[j + 1], 1e-6)
+            edge_mm = float(centres[j] + f * (centres[j + 1] - centres[j]))
             break
-        out |= band
-        lo = hi
-    return out
+    # the ring must close around the lesion
+    ring = usable & (d_out > edges[first]) & (d_out <= edges[last + 1])
+    zz, yy, xx = np.nonzero(ring)
+    if zz.size < 26:
+        return reg
+    pts = np.stack([zz, yy, xx], axis=1) * np.asarray(spacing_zyx)
+    centre = np.argwhere(reg).mean(axis=0) * np.asarray(spacing_zyx)
+    v = pts - centre
+    v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-6)
+    direction = np.argmax(v @ _RING_DIRECTIONS.T, axis=1)
+    vals = img[ring] - parenchyma_hu
+    sums = np.bincount(direction, weights=vals, minlength=_RING_DIRECTIONS.shape[0])
+    counts = np.bincount(direction, minlength=_RING_DIRECTIONS.shape[0])
+    seen = counts >= 3
+    if seen.sum() < 8:
+        return reg
+    coverage = float(np.mean(sums[seen] / counts[seen] >= peak / 3.0))
+    if coverage < rule.min_coverage:
+        return reg
+    return reg | (usable & (d_out <= edge_mm))
 
 
 def find_lesions(
@@ -698,8 +786,11 @@ def find_lesions(
     liver: ndarray of bool or object with ``mask``
         Liver mask on the grid of ``volume`` (a LiverSegmentation is accepted).
     phase: Phase, str or PhaseEstimate, optional
-        Contrast phase (recorded; the thresholds are relative to this scan's parenchyma
-        in every phase).
+        Contrast phase. The thresholds are relative to this scan's parenchyma in every
+        phase; in the arterial, portal-venous and delayed phases a hypodense lesion is
+        also taken out to the edge of an enhancing wall around it
+        (:func:`_extend_to_enclosing_ring`); without contrast, or with the phase
+        unknown, a bright ring is calcification or a vessel and is left out.
     calcifications: int/bool label array or CalcificationDetection, optional
         Calcifications; they are left out of the HU statistics and filled into the
         lesion that contains them.
@@ -752,7 +843,8 @@ def find_lesions(
     -------
     LesionDetection
     """
-    del phase  # thresholds adapt to the scan itself; kept for the stage contract
+    # thresholds adapt to the scan itself; the phase only says whether a wall can enhance
+    walls_enhance = phase_of(phase) in (Phase.ARTERIAL, Phase.PORTAL_VENOUS, Phase.DELAYED)
     # on coarse grids the partial-volume rim is at least one and a half in-plane voxels deep,
     # and two slices deep through-plane: where the dome or the inferior tip runs almost
     # parallel to the slices, a whole slice shares its voxels with lung or fat above/below
@@ -846,7 +938,8 @@ def find_lesions(
         fbox_hi = [min(b.stop * f, n) for b, f, n in zip(box, grid.factors, full_liv.shape)]
         size_mm = max((hi - lo) * s for lo, hi, s in zip(fbox_lo, fbox_hi, fsp))
         margin_mm = max(3.0, 0.25 * size_mm)
-        pad = [int(np.ceil((margin_mm + 3 * refine_sigma_mm) / s)) + 1 for s in fsp]
+        # room for the refinement's margin, its smoothing and an enhancing wall outside it
+        pad = [int(np.ceil((margin_mm + 3 * refine_sigma_mm + RING_RULE.reach_mm) / s)) + 1 for s in fsp]
         fb = tuple(
             slice(max(lo - p, 0), min(hi + p, n)) for lo, hi, p, n in zip(fbox_lo, fbox_hi, pad, full_liv.shape)
         )
@@ -925,6 +1018,13 @@ def find_lesions(
         if is_tubular(shape):
             rejected["tubular"] += 1
             continue
+        if sign < 0 and not is_mass and walls_enhance:
+            # tested on its hypodense part; measured across its enhancing wall, if it has one
+            usable = full_liv[fb] & ~grid.excluded_full[fb]
+            ringed = _extend_to_enclosing_ring(
+                full_img[fb], reg, usable, fsp, parenchyma_hu=grid.parenchyma_hu, noise_hu=grid.noise_hu,
+            )
+            reg = ndi.binary_fill_holes(ringed) & full_liv[fb] if ringed is not reg else reg
         if merge_idx:
             parts = [(reg, fb)] + [accepted[j] for j in merge_idx]
             ub = tuple(slice(min(b[a].start for _, b in parts), max(b[a].stop for _, b in parts)) for a in range(3))
