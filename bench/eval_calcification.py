@@ -122,7 +122,8 @@ def _associate_as_the_pipeline(vol, liver, phase, det, calcs, lobes) -> None:
     """
     les, ducts = find_lesions_and_ducts(vol, liver, phase=phase, calcifications=det.labels, vessels=det.vessels)
     lf = describe_lesions(
-        vol, les.labels, liver=liver, lobes=lobes, parenchyma_hu=les.parenchyma_hu, noise_hu=les.noise_hu, phase=phase
+        vol, les.labels, liver=liver, lobes=lobes, parenchyma_hu=les.parenchyma_hu, noise_hu=les.noise_hu, phase=phase,
+        inner=les.inner,
     )
     df = describe_ducts(vol, ducts.mask, liver=liver, lobes=lobes)
     associate(calcs, lf, df, volume=vol, calc_labels=det.labels, lesion_labels=les.labels, duct_mask=ducts.mask)

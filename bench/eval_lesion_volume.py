@@ -42,7 +42,7 @@ def run_phantom(k: int, spacing: tuple[float, float, float], shape: tuple[int, i
     liver = ph.organs == 1
     det = find_lesions(ph.volume, liver, phase=phase)
     found = describe_lesions(ph.volume, det.labels, liver=liver, lobes=ph.lobes, parenchyma_hu=det.parenchyma_hu,
-                             noise_hu=det.noise_hu, phase=phase)
+                             noise_hu=det.noise_hu, phase=phase, inner=det.inner)
     rows = []
     for o in ph.truth.objects:
         if o.type != "lesion":

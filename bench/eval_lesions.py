@@ -66,7 +66,7 @@ def _evaluate_phantom(ph, preset: str, seed: int, *, hypodense_hu: float, liver_
     t_det = time.perf_counter() - t0
     lf = describe_lesions(
         vol, det.labels, liver=liver, lobes=ph.lobes, parenchyma_hu=det.parenchyma_hu, noise_hu=det.noise_hu,
-        phase=phase,
+        phase=phase, inner=det.inner,
     )
     df = describe_ducts(vol, ducts.mask, liver=liver, lobes=ph.lobes)
     cf = [Finding(kind="calcification", id=f"calc-{n:03d}", label=1000 + n) for n in range(1, len(calc_truth) + 1)]

@@ -275,3 +275,31 @@ def test_hyperdense_mass_is_described_as_hyperdense():
     assert f.density == "hyperdense"
     assert f.kind == "lesion"
     assert abs(f.hu - 90.0) <= 6.0
+
+
+def test_dark_centre_of_an_enhancing_mass_is_part_of_it():
+    """A 40 mm mass brighter than the liver with a 10 mm non-enhancing centre (the scar or
+    necrosis of an arterial-phase tumour) is one lesion with central low attenuation, not a
+    mass with a second lesion nested inside it."""
+    cen = (50, 75, 75)
+    vol, liver, truth = _block(spheres=[(cen, 40.0, 110.0), (cen, 10.0, 35.0)], seed=6)
+    det = find_lesions(vol, liver, phase="arterial")
+    assert det.labels.max() == 1
+    assert det.inner is not None and det.inner.any()
+    assert (det.labels[det.inner] == 1).all()
+    # the inner region lies in the mass's centre
+    assert (truth[det.inner] == 2).mean() >= 0.8
+    (f,) = describe_lesions(
+        vol, det.labels, liver=liver, lobes=None, parenchyma_hu=det.parenchyma_hu, noise_hu=det.noise_hu,
+        phase="arterial", inner=det.inner,
+    )
+    assert "central_necrosis" in f.signs
+    assert f.density == "mixed"  # a mass with a dark centre is not homogeneously hyperdense
+    assert f.measurements["inner_low_attenuation_hu"] < f.hu - 30.0
+    assert f.size_mm >= 36.0
+    # without the detector's inner regions the small centre does not stand out of the core band
+    (g,) = describe_lesions(
+        vol, det.labels, liver=liver, lobes=None, parenchyma_hu=det.parenchyma_hu, noise_hu=det.noise_hu,
+        phase="arterial",
+    )
+    assert "central_necrosis" not in g.signs

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from calcscope.model import Context, Finding, FindingsDocument
@@ -20,6 +20,7 @@ observations = st.dictionaries(
 
 @settings(max_examples=150, deadline=None)
 @given(observations, st.sampled_from(FEATURES), st.booleans(), st.sampled_from(range(len(KB.conditions))))
+@example({}, "calc_linear", False, [c.id for c in KB.conditions].index("healed_abscess"))
 def test_adding_supporting_feature_never_lowers_that_conditions_score(obs, fid, present, ci):
     """A feature whose state is more likely under condition c than in the reference mixture
     raises c's log score (and an opposing one lowers it)."""
@@ -30,7 +31,11 @@ def test_adding_supporting_feature_never_lowers_that_conditions_score(obs, fid, 
     p = KB.likelihood(c, fid) if present else 1 - KB.likelihood(c, fid)
     marginal = sum(k.prior * (KB.likelihood(k, fid) if present else 1 - KB.likelihood(k, fid)) for k in KB.conditions)
     after = after_scores[ci].log_score
-    if p >= marginal:
+    if abs(p - marginal) <= 1e-12:
+        # equal up to rounding (e.g. calc_linear absent under healed_abscess: 0.85 against a
+        # mixture of 0.8500000000000001): a neutral feature, whose weight may round to 0
+        assert abs(after - before) <= 1e-9
+    elif p > marginal:
         assert after >= before - 1e-12
     else:
         assert after < before

@@ -254,6 +254,7 @@ def analyze_volume(
             noise_hu=les.noise_hu,
             phase=phase_est.phase,
             blood_pool_hu=phase_est.aorta_hu,
+            inner=les.inner,
         )
         ducts = describe_ducts(volume, duct.mask, liver=seg.mask, lobes=seg.lobes)
         associate(

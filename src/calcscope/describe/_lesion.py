@@ -19,6 +19,11 @@ Per lesion (label n of the lesion label map) :func:`describe_lesions` measures
   sign of liver metastases, abscesses as non-enhancing low-density spaces;
   ``seeds/001_fc47ebb88f3c1e60.txt``: metastases with central or peripheral calcification,
   healed abscesses with a calcified wall);
+* inner low attenuation: a darker region that the detector found inside an enhancing
+  mass and joined to it (``LesionDetection.inner``: a non-enhancing necrotic or fibrous
+  centre, e.g. the central scar of a fibrolamellar carcinoma) gives the sign
+  ``central_necrosis`` when it is darker than the rest of the lesion by the ring
+  threshold, whatever share of the core it fills;
 * cyst-like: water attenuation (about 0-20 HU), homogeneous and sharply marginated ->
   kind ``"cyst"`` with density ``"cystic"``; otherwise kind ``"lesion"``, density
   ``"hypodense"`` or ``"mixed"``;
@@ -534,6 +539,7 @@ def _describe_one(
     th: type[LesionThresholds],
     blood_pool_hu: float | None = None,
     others: np.ndarray | None = None,
+    inner: np.ndarray | None = None,
 ) -> Finding:
     sp = volume.spacing_zyx
     img = volume.array[box].astype(np.float32)
@@ -651,6 +657,19 @@ def _describe_one(
                     signs.append("central_necrosis")
                     if phase in (Phase.ARTERIAL, Phase.PORTAL_VENOUS, Phase.DELAYED):
                         enhancement = "rim"
+    # a darker region the detector found inside this lesion and joined to it (the
+    # non-enhancing necrotic or fibrous centre of an enhancing mass,
+    # LesionDetection.inner) is its central low attenuation when it stands out of the rest
+    inner_hu = float("nan")
+    if inner is not None:
+        inn = inner & soft
+        rest = soft & ~inner
+        inner_hu, n_i = _band_mean(img, inn)
+        rest_hu, n_o = _band_mean(img, rest)
+        if n_i >= 5 and n_o >= 5:
+            need = max(th.ring_min_hu, 4.0 * noise * np.sqrt(1.0 / n_i + 1.0 / n_o))
+            if rest_hu - inner_hu >= need and "central_necrosis" not in signs:
+                signs.append("central_necrosis")
     # an enhancing wall just outside the segmented (hypodense) part
     rim_out, n_ro = _band_mean(img, usable & ~lesion & (d_out > 0.3) & (d_out <= 2.5))
     if n_ro >= 10 and np.isfinite(out_ref):
@@ -759,6 +778,8 @@ def _describe_one(
         meas["core_hu"] = round(core_hu, 1)
     if np.isfinite(rim_out):
         meas["outer_band_hu"] = round(rim_out, 1)
+    if np.isfinite(inner_hu):
+        meas["inner_low_attenuation_hu"] = round(inner_hu, 1)
     if loc["locules"] or loc["septa"]:
         meas["locules"] = int(loc["locules"])
         meas["septa"] = int(loc["septa"])
@@ -809,6 +830,7 @@ def describe_lesions(
     phase: Any = None,
     pad_mm: float = 10.0,
     blood_pool_hu: float | None = None,
+    inner: np.ndarray | None = None,
 ) -> list[Finding]:
     """Describe every lesion of a lesion label map.
 
@@ -833,6 +855,11 @@ def describe_lesions(
         peripheral nodules are recognised by following it (within
         ``LesionThresholds.nodule_blood_pool_tolerance``); without it the brightest
         peripheral component of each lesion is the reference.
+    inner: (Z, Y, X) bool ndarray, optional
+        Darker regions the detector joined to the mass around them
+        (:attr:`calcscope.detect.LesionDetection.inner`); one that is darker than the rest
+        of its lesion by ``LesionThresholds.ring_min_hu`` (and four standard errors) gives
+        that lesion the sign ``central_necrosis`` (central necrosis or scar).
 
     Returns
     -------
@@ -862,6 +889,7 @@ def describe_lesions(
                 parenchyma_hu=float(parenchyma_hu), noise_hu=float(noise_hu), phase=ph, th=LesionThresholds,
                 blood_pool_hu=None if blood_pool_hu is None else float(blood_pool_hu),
                 others=(sub > 0) & ~lesion,
+                inner=None if inner is None else (inner[big] & lesion),
             )
         )
     return out

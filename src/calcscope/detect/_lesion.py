@@ -23,6 +23,9 @@ Steps
    lesions are split by a watershed on the distance map.
 6. Each lesion is re-segmented at full resolution at the half-contrast iso-level and its
    holes (calcifications, bright centres of target lesions) are filled.
+7. A darker region found inside a mass of the broad-scale search (the non-enhancing
+   centre of an enhancing mass) joins that mass and is kept in ``inner`` instead of
+   being reported as a lesion of its own.
 """
 
 from __future__ import annotations
@@ -66,6 +69,11 @@ class LesionDetection:
         reuses it when given the whole detection as ``lesions`` (saves a second pass).
     rejected: dict
         Reason -> number of candidate components rejected.
+    inner: (Z, Y, X) ndarray of bool or None
+        Darker regions that the hypodense search found inside a mass found by the
+        broad-scale search (a non-enhancing necrotic or fibrous centre of an enhancing
+        mass). They are part of that mass's label, not lesions of their own; the describer
+        reads them as the mass's central low attenuation. None when there are none.
     """
 
     labels: np.ndarray
@@ -77,6 +85,7 @@ class LesionDetection:
     tubular: np.ndarray | None = None
     rejected: dict[str, int] = field(default_factory=dict)
     grid: "LiverGrid | None" = field(default=None, repr=False)
+    inner: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def count(self) -> int:
@@ -96,7 +105,12 @@ def drop_lesions(detection: LesionDetection, drop: list[int]) -> LesionDetection
     remap = np.zeros(n + 1, np.int32)
     for new, old in enumerate(keep, start=1):
         remap[old] = new
-    return replace(detection, labels=remap[detection.labels])
+    labels = remap[detection.labels]
+    inner = detection.inner
+    if inner is not None:
+        inner = inner & (labels > 0)
+        inner = inner if inner.any() else None
+    return replace(detection, labels=labels, inner=inner)
 
 
 # --------------------------------------------------------------------------------------
@@ -547,6 +561,23 @@ def _overlap(a: np.ndarray, box_a: tuple[slice, ...], b: np.ndarray, box_b: tupl
     return bool((a[sa] & b[sb]).any())
 
 
+def _inside_fraction(a: np.ndarray, box_a: tuple[slice, ...], b: np.ndarray, box_b: tuple[slice, ...]) -> float:
+    """Share of the voxels of boxed mask ``a`` that lie in boxed mask ``b`` (same frame)."""
+    n = int(a.sum())
+    if n == 0:
+        return 0.0
+    inter = tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(box_a, box_b))
+    if any(sl.stop <= sl.start for sl in inter):
+        return 0.0
+    sa = tuple(slice(i.start - x.start, i.stop - x.start) for i, x in zip(inter, box_a))
+    sb = tuple(slice(i.start - y.start, i.stop - y.start) for i, y in zip(inter, box_b))
+    return float((a[sa] & b[sb]).sum()) / n
+
+
+#: a hypodense region with at least this share of its voxels inside a mass is part of it
+ENCLOSED_FRACTION = 0.9
+
+
 def _refine(
     full_img: np.ndarray,
     full_liver: np.ndarray,
@@ -976,6 +1007,9 @@ def find_lesions(
     # acceptance on the refined masks, then paint without overlap
     vox = volume.voxel_volume_mm3
     accepted = []
+    accepted_mass: list[bool] = []  # whether each accepted region came from the mass search
+    accepted_dark: list[tuple[np.ndarray, tuple[slice, ...]]] = []  # ... and its part before any wall
+    inner_parts: list[tuple[np.ndarray, tuple[slice, ...]]] = []
     taken = np.zeros(full_liv.shape, bool)
     for reg, fb, sign, is_mass in zip(regions, boxes, signs_acc, mass_flags):
         n = int(reg.sum())
@@ -1018,6 +1052,7 @@ def find_lesions(
         if is_tubular(shape):
             rejected["tubular"] += 1
             continue
+        dark_reg = reg
         if sign < 0 and not is_mass and walls_enhance:
             # tested on its hypodense part; measured across its enhancing wall, if it has one
             usable = full_liv[fb] & ~grid.excluded_full[fb]
@@ -1025,6 +1060,20 @@ def find_lesions(
                 full_img[fb], reg, usable, fsp, parenchyma_hu=grid.parenchyma_hu, noise_hu=grid.noise_hu,
             )
             reg = ndi.binary_fill_holes(ringed) & full_liv[fb] if ringed is not reg else reg
+        dark = (dark_reg, fb)
+        if is_mass and not merge_idx:
+            # darker regions the hypodense path found inside this mass (a non-enhancing
+            # necrotic or fibrous centre of an enhancing mass, whose holes the refinement
+            # fills) are part of it, not lesions of their own; they are kept as its inner
+            # low-attenuation regions
+            enclosed = [
+                j for j, (r2, b2) in enumerate(accepted)
+                if not accepted_mass[j] and _inside_fraction(r2, b2, reg, fb) >= ENCLOSED_FRACTION
+            ]
+            if enclosed:
+                merge_idx = enclosed
+                # their hypodense part, without an enhancing wall they were taken out to
+                inner_parts.extend(accepted_dark[j] for j in enclosed)
         if merge_idx:
             parts = [(reg, fb)] + [accepted[j] for j in merge_idx]
             ub = tuple(slice(min(b[a].start for _, b in parts), max(b[a].stop for _, b in parts)) for a in range(3))
@@ -1032,8 +1081,12 @@ def find_lesions(
             for r2, b2 in parts:
                 union[tuple(slice(b.start - u.start, b.stop - u.start) for b, u in zip(b2, ub))] |= r2
             accepted = [a for j, a in enumerate(accepted) if j not in merge_idx]
+            accepted_mass = [m for j, m in enumerate(accepted_mass) if j not in merge_idx]
+            accepted_dark = [d for j, d in enumerate(accepted_dark) if j not in merge_idx]
             reg, fb = union, ub
         accepted.append((reg, fb))
+        accepted_mass.append(is_mass)
+        accepted_dark.append(dark)
         taken[fb] |= reg
     # paint in acceptance order without overlap, then number by centroid (z, y, x)
     for k, (reg, fb) in enumerate(accepted, start=1):
@@ -1047,6 +1100,14 @@ def find_lesions(
     out = remap[out]
     labels = empty
     labels[grid.crop] = out
+    inner = None
+    if inner_parts:
+        inner_crop = np.zeros(full_liv.shape, bool)
+        for reg, fb in inner_parts:
+            inner_crop[fb] |= reg
+        inner = np.zeros(volume.shape, bool)
+        inner[grid.crop] = inner_crop & (out > 0)
+        inner = inner if inner.any() else None
 
     tubular = None
     if tubular_small.any():
@@ -1062,4 +1123,5 @@ def find_lesions(
         tubular=tubular,
         rejected=rejected,
         grid=grid,
+        inner=inner,
     )
