@@ -551,27 +551,25 @@ def _mass_candidates(
     return out
 
 
-def _overlap(a: np.ndarray, box_a: tuple[slice, ...], b: np.ndarray, box_b: tuple[slice, ...]) -> bool:
-    """True when two boxed masks (boxes in the same frame) share a voxel."""
+def _shared_voxels(a: np.ndarray, box_a: tuple[slice, ...], b: np.ndarray, box_b: tuple[slice, ...]) -> int:
+    """Number of voxels two boxed masks (boxes in the same frame) share."""
     inter = tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(box_a, box_b))
     if any(sl.stop <= sl.start for sl in inter):
-        return False
+        return 0
     sa = tuple(slice(i.start - x.start, i.stop - x.start) for i, x in zip(inter, box_a))
     sb = tuple(slice(i.start - y.start, i.stop - y.start) for i, y in zip(inter, box_b))
-    return bool((a[sa] & b[sb]).any())
+    return int(np.count_nonzero(a[sa] & b[sb]))
+
+
+def _overlap(a: np.ndarray, box_a: tuple[slice, ...], b: np.ndarray, box_b: tuple[slice, ...]) -> bool:
+    """True when two boxed masks (boxes in the same frame) share a voxel."""
+    return _shared_voxels(a, box_a, b, box_b) > 0
 
 
 def _inside_fraction(a: np.ndarray, box_a: tuple[slice, ...], b: np.ndarray, box_b: tuple[slice, ...]) -> float:
     """Share of the voxels of boxed mask ``a`` that lie in boxed mask ``b`` (same frame)."""
     n = int(a.sum())
-    if n == 0:
-        return 0.0
-    inter = tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(box_a, box_b))
-    if any(sl.stop <= sl.start for sl in inter):
-        return 0.0
-    sa = tuple(slice(i.start - x.start, i.stop - x.start) for i, x in zip(inter, box_a))
-    sb = tuple(slice(i.start - y.start, i.stop - y.start) for i, y in zip(inter, box_b))
-    return float((a[sa] & b[sb]).sum()) / n
+    return _shared_voxels(a, box_a, b, box_b) / n if n else 0.0
 
 
 #: a hypodense region with at least this share of its voxels inside a mass is part of it
