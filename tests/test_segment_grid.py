@@ -120,3 +120,37 @@ def test_track_ivc_carries_the_shape_a_limited_height_where_it_matches_the_liver
         assert (t.mask[z] & disc).sum() >= 0.8 * disc.sum()
     # a scan that starts inside the liver offers no seed
     assert track_ivc(img[10:], liver[10:], body[10:], aorta, sp, liver_hu=90.0) is None
+
+
+def test_fat_interface_ring_adds_only_mostly_liver_voxels_next_to_fat():
+    from calcscope.segment._classical import _add_fat_interface_ring
+
+    img = np.full((12, 30, 30), -100.0, np.float32)  # fat
+    img[2:10, 5:25, 5:25] = 60.0  # liver block; its outer layer holds the partial-volume voxels
+    mask = np.zeros(img.shape, bool)
+    mask[3:9, 6:24, 6:24] = True
+    img[2:10, 5:25, 5] = 0.0  # -x face: 0 HU, above the midpoint (60 - 100) / 2 = -20: mostly liver
+    img[2:10, 5:25, 24] = -50.0  # +x face: below the midpoint: mostly fat
+    img[2:10, 25:29, 5:25] = 50.0  # +y face borders muscle, not fat ...
+    img[3:9, 24, 6:24] = 55.0  # ... so its boundary layer has no fat neighbour and stays out
+    img[5, 10, 5] = 250.0  # a bright vessel at the fat interface is not liver
+    before = mask.copy()
+    notes: list[str] = []
+    n = _add_fat_interface_ring(
+        mask, img, liver_hu=60.0, upper_hu=120.0, fat_threshold_hu=-40.0, fat_window_hu=(-200.0, -40.0),
+        min_fat_voxels=10, notes=notes,
+    )
+    added = mask & ~before
+    assert n == int(added.sum()) > 0
+    assert added[3:9, 6:24, 5].sum() >= 0.9 * (6 * 18 - 1)  # the 0 HU face joins (except the vessel)
+    assert not added[5, 10, 5]
+    assert not added[:, :, 24].any()  # the -50 HU face stays out
+    assert not added[:, 24, 7:23].any()  # the layer against muscle stays out (its corners touch the fat face)
+    assert notes and "-20 HU" in notes[0]
+    # too little fat to measure it: nothing is changed
+    m2 = before.copy()
+    assert _add_fat_interface_ring(
+        m2, np.where(img < -40, 40.0, img), liver_hu=60.0, upper_hu=120.0, fat_threshold_hu=-40.0,
+        fat_window_hu=(-200.0, -40.0), min_fat_voxels=10,
+    ) == 0
+    assert (m2 == before).all()

@@ -11,7 +11,9 @@ Outline (all on a down-sampled grid of about ``work_spacing_mm``, canonical S/P/
    right upper abdomen best, reconstructed back inside the candidate;
 6. closing, 3-D and slice-wise hole filling (vessels, lesions, calcifications stay inside),
    smoothing of the surface;
-7. up-sampling to the CT grid by linear interpolation of the smoothed mask.
+7. up-sampling to the CT grid by linear interpolation of the smoothed mask, the boundary band
+   settled on the fine intensities;
+8. where fat borders the liver, the partial-volume voxels above the liver/fat midpoint join it.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ class ClassicalParams:
     reattach_sigma: float = 0.5
     reattach_min_contact: float = 2.0
     ivc_edge_mm: float = 3.0
+    fat_interface_ring: bool = True
+    fat_reference_hu: tuple[float, float] = (-200.0, -40.0)
+    fat_reference_min_voxels: int = 50
     ivc_track: IvcTrackParams | None = field(default_factory=IvcTrackParams)
 
 
@@ -387,6 +392,11 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
         up = _upsample_nearest(ivc, factors, mask_can.shape)
         if up is not None:
             mask_can[up[0]] &= ~up[1]
+    if p.fat_interface_ring and mask_can.any():
+        _add_fat_interface_ring(
+            mask_can, src, liver_hu=mode, upper_hu=hi, fat_threshold_hu=p.fat_threshold_hu,
+            fat_window_hu=p.fat_reference_hu, min_fat_voxels=p.fat_reference_min_voxels, notes=notes,
+        )
     dbg: dict[str, Any] = {}
     if debug:
         dbg = dict(img=img, body=body, lungs=lungs, roi=roi, cand=cand, seed=seed, grown=grown, liver=liver, spacing=sp, can=can)
@@ -639,6 +649,62 @@ def _upsample_refine(
         inside[k] = ins
     out[box] = inside
     return out
+
+
+def _add_fat_interface_ring(
+    mask: np.ndarray,
+    image: np.ndarray,
+    *,
+    liver_hu: float,
+    upper_hu: float,
+    fat_threshold_hu: float,
+    fat_window_hu: tuple[float, float],
+    min_fat_voxels: int,
+    notes: list[str] | None = None,
+) -> int:
+    """Add the partial-volume voxels of a liver-fat interface that are mostly liver (in place).
+
+    A voxel that straddles the liver surface and the fat around it has the value
+    ``f * liver + (1 - f) * fat``; it is more than half liver when it lies above the midpoint
+    of the two. The refinement of :func:`_upsample_refine` compares a voxel with the local
+    mean of *all* tissue outside the liver, which next to fat also holds muscle, bowel or
+    kidney; its midpoint is therefore too high there and the surface sits about half a voxel
+    inside the liver wherever fat borders it. Here, only voxels face-adjacent both to the
+    mask and to a fat (or air) voxel outside it are considered, and the fat HU is measured
+    next to this liver (median of the outside voxels within ``fat_window_hu`` in the mask's
+    box), so the midpoint holds for each scan. Voxels above ``upper_hu`` (vessels, bone,
+    calcium) are not added. Nothing is done when fewer than ``min_fat_voxels`` fat voxels are
+    found. Returns the number of voxels added.
+    """
+    if not mask.any():
+        return 0
+    box = []
+    for ax in range(3):
+        other = tuple(a for a in range(3) if a != ax)
+        nzs = np.nonzero(mask.any(axis=other))[0]
+        box.append(slice(max(int(nzs.min()) - 2, 0), min(int(nzs.max()) + 3, mask.shape[ax])))
+    box = tuple(box)
+    m = np.asarray(mask[box])
+    img = np.asarray(image[box], dtype=np.float32)
+    outside = ~m
+    fat_vals = img[outside & (img > fat_window_hu[0]) & (img < fat_window_hu[1])]
+    if fat_vals.size < min_fat_voxels:
+        return 0
+    fat_hu = float(np.median(fat_vals))
+    mid = 0.5 * (liver_hu + fat_hu)
+    face = ndi.generate_binary_structure(3, 1)
+    ring = ndi.binary_dilation(m, face) & outside
+    fat = outside & (img < fat_threshold_hu)
+    add = ring & ndi.binary_dilation(fat, face) & (img >= mid) & (img <= upper_hu)
+    n = int(add.sum())
+    if n:
+        mask[box] = m | add
+        if notes is not None:
+            notes.append(
+                f"liver surface at fat: {n} partial-volume voxels above the liver/fat midpoint "
+                f"{mid:.0f} HU (fat {fat_hu:.0f} HU) added"
+            )
+    return n
 
 
 def _offset_level(offset_mm: float, sigma_mm: float) -> float:
