@@ -100,6 +100,8 @@ def _evaluate_phantom(ph, preset: str, seed: int, *, hypodense_hu: float, liver_
                 dice=float(2 * (t & p).sum() / (t.sum() + p.sum())),
                 diameter_mm=f.longest_diameter_mm,
                 diameter_error_mm=abs(f.longest_diameter_mm - o.size_mm),
+                volume_ml=float(p.sum() * vol.voxel_volume_mm3 / 1000.0),
+                truth_volume_ml=float(t.sum() * vol.voxel_volume_mm3 / 1000.0),
                 kind=f.kind, signs=list(f.signs), margin=f.margin, enhancement=f.enhancement,
             )
         else:

@@ -23,7 +23,10 @@ Steps
    lesions are split by a watershed on the distance map, and each part needs a seed of
    its own.
 6. Each lesion is re-segmented at full resolution at the half-contrast iso-level and its
-   holes (calcifications, bright centres of target lesions) are filled.
+   holes (calcifications, bright centres of target lesions) are filled. A mass of the
+   broad-scale search is then opened with a ball a few mm wide (:func:`mass_bodies`):
+   the enhanced vessels it touches pass the same level, but they are tubes, and the
+   opening cuts them off at the neck.
 7. A darker region found inside a mass of the broad-scale search (the non-enhancing
    centre of an enhancing mass) joins that mass and is kept in ``inner`` instead of
    being reported as a lesion of its own.
@@ -841,6 +844,80 @@ def _refine(
     return reg & full_liver
 
 
+def mass_bodies(
+    reg: np.ndarray,
+    spacing_zyx: tuple[float, float, float],
+    *,
+    neck_mm: float,
+    min_body_mm: float,
+) -> list[np.ndarray]:
+    """The compact bodies of a mass segmentation, without the tubes and thin necks on it.
+
+    A mass of the broad-scale search is refined at the half-contrast level, and whatever
+    touches it on the same side of that level joins it. For a mass brighter than the
+    parenchyma these are the enhanced vessels (portal and hepatic-vein branches, hepatic
+    arteries, often brighter than the mass itself), and the segmentation follows them for
+    centimetres; for a darker one, a neighbouring lesion or a duct. A vessel is a tube and
+    the mass is compact, so they differ in thickness, not in HU. A morphological
+    opening with a ball of radius ``neck_mm`` (at most half the region's own inscribed
+    radius, so that a flat mass keeps a body) removes every part no such ball fits in:
+    tubes narrower than ``2 * neck_mm`` and the necks joining them to the mass. Of the
+    pieces the ball's centres form, the deepest is the mass; another piece is a body of
+    its own when it holds a ball ``min_body_mm`` in radius (a mass of the smallest size
+    the search reports); the rest (a thicker vessel segment cut off at a neck, bright
+    parenchyma between vessels) is dropped.
+
+    Parameters
+    ----------
+    reg: ndarray of bool
+        The refined mass (holes filled).
+    spacing_zyx: tuple of float
+        Voxel spacing, mm.
+    neck_mm: float
+        Radius of the opening ball, mm.
+    min_body_mm: float
+        Inscribed radius, mm, from which a piece other than the deepest is kept.
+
+    Returns
+    -------
+    list of ndarray of bool
+        One mask per body (same shape as ``reg``), the deepest first; ``[reg]`` when the
+        region is empty or too thin to open.
+    """
+    pad = int(np.ceil(neck_mm / min(spacing_zyx))) + 2
+    box = bbox_slices(reg, pad=pad)
+    if box is None:
+        return [reg]
+    sub = reg[box]
+    # depth inside the region; the box edge counts as outside
+    depth = edt_mm(np.pad(sub, 1), spacing_zyx)[1:-1, 1:-1, 1:-1]
+    r_max = float(depth.max()) - 0.5 * float(min(spacing_zyx))
+    radius = min(neck_mm, 0.5 * r_max)
+    if radius < max(spacing_zyx):
+        return [reg]  # too thin for an opening the grid can resolve
+    centres = depth > radius
+    lab = cc3d.connected_components(centres, connectivity=26)
+    n = int(lab.max())
+    if n == 0:
+        return [reg]
+    deepest = ndi.maximum(depth, lab, index=np.arange(1, n + 1))
+    order = np.argsort(deepest)[::-1]
+    # the distance map reaches the first voxel centre outside, half a voxel past the edge
+    inscribed = deepest - 0.5 * float(min(spacing_zyx))
+    keep = [int(order[0]) + 1] + [int(i) + 1 for i in order[1:] if inscribed[i] >= min_body_mm]
+    # the balls' centres lie on voxel centres and their depth is measured to the nearest
+    # voxel centre outside, so they sit up to half a voxel deeper than the surface needs:
+    # half a voxel more on the way back keeps a ball-shaped mass whole
+    reach = radius + 0.5 * float(max(spacing_zyx))
+    out = []
+    for k in keep:
+        body = (ndi.distance_transform_edt(lab != k, sampling=spacing_zyx) <= reach) & sub
+        full = np.zeros_like(reg)
+        full[box] = body
+        out.append(full)
+    return out
+
+
 def fibonacci_directions(n: int) -> np.ndarray:
     """``n`` unit vectors spread evenly over the sphere (golden-angle spiral), (n, 3) z, y, x."""
     k = np.arange(n) + 0.5
@@ -992,6 +1069,7 @@ def find_lesions(
     k_mass: float = 5.0,
     mass_min_contrast_hu: float = 8.0,
     mass_min_diameter_mm: float = 20.0,
+    mass_neck_mm: float = 5.0,
     focal_shell_mm: tuple[float, float] = (3.0, 10.0),
     robustness_gates: bool = True,
 ) -> LesionDetection:
@@ -1056,6 +1134,13 @@ def find_lesions(
         ``k_mass`` SDs of that scale and ``mass_min_contrast_hu``, be at least
         ``mass_min_diameter_mm`` across (equivalent sphere), compact (not tubular) and
         not mostly enhanced vessel.
+    mass_neck_mm: float
+        Radius (mm) of the ball that opens a refined mass (:func:`mass_bodies`): the
+        enhanced vessels a hyperdense mass touches pass its half-contrast level, and tubes
+        and necks narrower than twice this are cut off. 5 mm cuts the segmental and
+        sectoral portal and hepatic-vein branches and the hepatic arteries (up to 10 mm
+        across) while a mass of ``mass_min_diameter_mm`` (20 mm) keeps a body of half its
+        radius. 0 turns the opening off.
     focal_shell_mm: (float, float)
         Inner and outer distance (mm) of the shell of liver around a hypodense candidate
         that stands for "the adjacent parenchyma" in the focality test (see
@@ -1201,11 +1286,17 @@ def find_lesions(
             parenchyma_hu=grid.parenchyma_hu, sigma_mm=refine_sigma_mm, margin_mm=margin_mm, rim_mm=rim_mm,
             sign=sign, noise_hu=grid.noise_hu,
         )
-        signs_acc.append(sign)
-        mass_flags.append(is_mass)
-        seeds_acc.append(seed_full)
-        regions.append(reg)
-        boxes.append(fb)
+        # a mass is compact: vessels and necks it leaked along at the half-contrast level go
+        bodies = (
+            mass_bodies(reg, fsp, neck_mm=mass_neck_mm, min_body_mm=0.5 * mass_min_diameter_mm)
+            if is_mass and mass_neck_mm > 0 else [reg]
+        )
+        for body in bodies:
+            signs_acc.append(sign)
+            mass_flags.append(is_mass)
+            seeds_acc.append(seed_full & body if len(bodies) > 1 else seed_full)
+            regions.append(body)
+            boxes.append(fb)
 
     # acceptance on the refined masks, then paint without overlap
     vox = volume.voxel_volume_mm3
