@@ -116,3 +116,13 @@ def test_untouched_real_scans_give_no_liver_calcification(shared_data, relpath):
     run = analyze(shared_data / relpath, timestamp=False)
     assert [f.id for f in run.analysis.findings if f.kind == "calcification"] == []
     assert 500 < run.analysis.liver.volume_ml < 2500
+
+
+def test_cropped_angiogram_is_not_read_as_non_contrast(shared_data):
+    """The shared thoracic CT angiogram, cropped around the aorta, reaches into the upper
+    abdomen. Its aorta reading at the liver levels is unusable (cropped field of view) while
+    the liver vessels are enhanced: the phase is reported unknown, not non-contrast (which
+    would put the calcium threshold at 130 HU among enhanced vessels), and the report says so."""
+    run = analyze(shared_data / "totalseg-aorta-cta" / "ct_cropped.nii.gz", timestamp=False)
+    assert run.analysis.phase.phase.value == "unknown"
+    assert any("contrast phase could not be estimated" in w for w in run.analysis.warnings)

@@ -103,9 +103,38 @@ def test_lobes_on_phantoms(phantoms):
         (105.0, 103.0, 88.0, Phase.DELAYED),
         (103.0, 67.0, 47.0, Phase.NON_CONTRAST),  # aorta mis-read, unenhanced liver wins
         (None, None, None, Phase.UNKNOWN),
+        # aorta read unenhanced but the liver vessels clearly enhanced: the readings conflict
+        # (a cropped CT angiogram's aorta was mistaken); never guess non-contrast then
+        (69.0, 137.0, 73.0, Phase.UNKNOWN),
     ],
 )
 def test_classify_phase_rules(aorta, vessel, liver, expected):
     phase, reason = classify_phase(aorta, vessel, liver)
     assert phase == expected
     assert reason
+
+
+def test_find_aorta_does_not_take_a_contrast_lumen_for_the_spine():
+    """A CT angiogram's aorta (homogeneous, 450 HU) larger than the vertebral body is not the spine."""
+    from calcscope.segment._landmarks import find_aorta
+
+    rng = np.random.default_rng(0)
+    nz, ny, nx = 6, 120, 120
+    sp = (2.5, 2.5, 2.5)
+    yy, xx = np.mgrid[0:ny, 0:nx] * 2.5
+    img = np.full((nz, ny, nx), -1000.0, np.float32)
+    body = ((yy - 150) / 140) ** 2 + ((xx - 150) / 140) ** 2 <= 1
+    img[:, body] = -90.0  # fat
+    img[:, ((yy - 120) / 60) ** 2 + ((xx - 120) / 70) ** 2 <= 1] = 55.0  # soft tissue
+    spine_r = ((yy - 215) ** 2 + (xx - 150) ** 2) ** 0.5
+    aorta = ((yy - 178) ** 2 + (xx - 168) ** 2) <= 13.0**2  # touches the vertebral body
+    for z in range(nz):
+        sl = img[z]
+        sl[spine_r <= 10.0] = 200.0 + rng.normal(0, 40, (spine_r <= 10.0).sum())  # marrow
+        sl[(spine_r > 10.0) & (spine_r <= 12.5)] = 750.0  # cortex
+        sl[aorta] = 450.0 + rng.normal(0, 10, aorta.sum())
+    fit = find_aorta(img, np.broadcast_to(body, img.shape).copy(), sp)
+    assert fit is not None
+    assert 400.0 <= fit.hu <= 500.0
+    cy, cx = fit.centre_yx
+    assert abs(cy * 2.5 - 178) <= 6 and abs(cx * 2.5 - 168) <= 6

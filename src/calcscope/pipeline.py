@@ -217,6 +217,14 @@ def analyze_volume(
             )
         else:
             phase_est = estimate_phase(volume, seg.mask)
+            if phase_est.phase == Phase.UNKNOWN:
+                # the calcification threshold then takes the arterial (safe) side, but a bright
+                # artery can still pass as calcium: the reader should know
+                warnings.append(
+                    f"The contrast phase could not be estimated ({phase_est.reason}). Calcifications "
+                    "were searched with the arterial-phase threshold; enhanced vessels may be among "
+                    "them. Give the phase (--phase) if it is known."
+                )
         provenance.append({"stage": "liver", "method": seg.summary.method, "capsular_margin_mm": capsular_margin_mm})
     masks = Masks(liver=seg.mask, liver_margin=seg.margin, lobes=seg.lobes)
 

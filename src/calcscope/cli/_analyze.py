@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from ..errors import UsageError
 from ._common import err_console, print_json
@@ -120,4 +121,6 @@ def summarise(analysis) -> None:
             err_console.print("differential: insufficient evidence to rank conditions", highlight=False)
         for rc in d.ranked[:3]:
             err_console.print(f"  {rc.probability:5.1%}  {rc.name}", highlight=False)
+    for w in analysis.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     err_console.print(f"[dim]{analysis.disclaimer}[/]")

@@ -36,11 +36,14 @@ def _ring(radii_mm: tuple[float, float], spacing_yx: tuple[float, float]) -> np.
 
 
 def find_aorta(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float], *, disc_radius_mm: float = 6.0, wide_radius_mm: float = 14.0,
-                lumen_max_radius_mm: float = 16.0, centre_score_fraction: float = 0.7) -> AortaFit | None:
+                lumen_max_radius_mm: float = 16.0, centre_score_fraction: float = 0.7,
+                lumen_max_cv: float = 0.15) -> AortaFit | None:
     """Locate the aorta as the round lumen standing out most from its surroundings, in front of the spine.
 
     In each slice the spine is the bone (> 180 HU) near the midline in the posterior half of the
-    body; the aorta is searched 20-80 mm anterior to the bone centroid and from 15 mm right to
+    body (its largest component, leaving out homogeneous ones whose HU varies by less than
+    ``lumen_max_cv`` of their mean: a contrast-filled lumen, such as the aorta of a CT
+    angiogram, is as dense as bone but has no cortex and marrow); the aorta is searched 20-80 mm anterior to the bone centroid and from 15 mm right to
     45 mm left of it, among homogeneous discs (radius ``disc_radius_mm``, SD < 25 HU or 12 %), as
     the one whose mean exceeds the mean of the ring around it (from 3 mm beyond the disc out to
     ``wide_radius_mm``) the most. Scoring by contrast with the ring, not by brightness, finds the
@@ -70,10 +73,19 @@ def find_aorta(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float]
         bone = (img[z] > 180) & sel
         if bone.sum() * syy * sxx < 300.0:
             continue
-        # the spine is the largest bony component (calcifications in the liver or vessels are not)
+        # the spine is the largest bony component (calcifications in the liver or vessels are
+        # not); a contrast-filled lumen above the bone level (the aorta of a CT angiogram) is a
+        # homogeneous component and is not bone: bone mixes cortex and marrow
         blab, nb = ndi.label(bone, structure=np.ones((3, 3), bool))
-        if nb > 1:
-            bone = blab == int(np.argmax(np.bincount(blab.ravel())[1:]) + 1)
+        if nb >= 1:
+            sizes = np.bincount(blab.ravel())[1:].astype(float)
+            for k in range(nb):
+                v = img[z][blab == k + 1]
+                if v.size >= 4 and float(np.std(v)) < lumen_max_cv * float(np.mean(v)):
+                    sizes[k] = 0.0
+            if not sizes.any() or sizes.max() * syy * sxx < 300.0:
+                continue
+            bone = blab == int(np.argmax(sizes) + 1)
         by, bx = np.nonzero(bone)
         cy, cx = by.mean(), bx.mean()
         ya, yb_ = int(max(0, cy - 80.0 / syy)), int(max(0, cy - 20.0 / syy))

@@ -45,7 +45,13 @@ def classify_phase(aorta_hu: float | None, vessel_hu: float | None, liver_hu: fl
                 f"the aorta reading ({a:.0f} HU) was discounted"
             )
         return Phase.DELAYED, f"aorta {a:.0f} HU (90-140) with vessels and parenchyma at equilibrium"
-    return Phase.NON_CONTRAST, f"aorta {a:.0f} HU; liver vessels {v:.0f} HU only mildly brighter than parenchyma"
+    # aorta read below 90 HU, yet liver vessels 30 HU or more above the parenchyma: the two
+    # readings conflict (the aorta finder took another structure, e.g. on a cropped field of
+    # view); guessing "non-contrast" would let enhanced vessels pass as calcium
+    return Phase.UNKNOWN, (
+        f"the aorta reading ({a:.0f} HU, unenhanced) conflicts with enhanced liver vessels "
+        f"({v:.0f} HU against parenchyma {liv:.0f} HU); the phase cannot be told"
+    )
 
 
 def estimate_phase(volume: Volume, liver_mask: np.ndarray | None, *, work_spacing_mm: float = 2.5) -> PhaseEstimate:
