@@ -244,6 +244,10 @@ def test_both_cts_analysed_carry_the_volume_change_noise(tmp_path) -> None:
     assert calc.volume_change_sd_percent is not None and 0.0 < calc.volume_change_sd_percent < 30.0
     page = render_comparison_html(run)
     assert f"{calc.volume_change_percent:+.0f} % ± " in page
+    (alert,) = run.comparison.growth_alerts
+    assert alert.volume_change_sd_percent == calc.volume_change_sd_percent
+    assert "noise SD" in alert.criteria_met[0]
+    assert run.comparison.growth_thresholds["min_sd_multiple"] == 2.0
 
 
 def _study_without(rendered, key: str | None):
