@@ -41,6 +41,10 @@ max(4 mm, 0.6 x size)). Reported figures:
   study, left unpaired otherwise);
 * volume change: |measured - true| percentage points for correctly paired findings
   of truth size >= 5 mm on both studies (true change from the analytic volumes);
+* calibration of the volume-change noise SD (``volume_change_sd_percent``, lesions and
+  calcifications): share of errors within 2 SD and rms(error / SD), over all findings
+  and per kind (``volume_change_by_kind``); calcifications are also calibrated over
+  every correctly paired focus whatever its size (``calcification_changes_all_sizes``);
 * RECIST: category from the comparison vs the category computed from the truth
   diameters; growth alerts vs the scenario.
 """
@@ -255,6 +259,7 @@ def run_pair(k: int, *, findings_mode: str, liver: str, shape, spacing) -> dict:
         want = truth_to_p.get(t)
         correct += int(pair_of_c.get(j) == want)
     vol_errors = []
+    calc_changes = []
     true_p = {o.id: o for o in ph_p.truth.objects}
     true_c = {o.id: o for o in ph_c.truth.objects}
     for m in c.matches:
@@ -262,11 +267,17 @@ def run_pair(k: int, *, findings_mode: str, liver: str, shape, spacing) -> dict:
         t = att_p.get(i)
         if t is None or att_c.get(j) != t or m.volume_change_percent is None:
             continue
+        true_pct = (true_c[t].volume_analytic_mm3 / true_p[t].volume_analytic_mm3 - 1.0) * 100.0
+        rec = {"object": t, "kind": m.kind, "true_pct": true_pct, "measured_pct": m.volume_change_percent,
+               "error_pp": m.volume_change_percent - true_pct, "sd_pp": m.volume_change_sd_percent,
+               "true_size_mm": [true_p[t].size_mm, true_c[t].size_mm],
+               "true_volume_mm3": [true_p[t].volume_analytic_mm3, true_c[t].volume_analytic_mm3],
+               "measured_volume_mm3": [m.prior_volume_mm3, m.current_volume_mm3]}
+        if m.kind == "calcification":
+            calc_changes.append(rec)
         if true_p[t].size_mm < 5.0 or true_c[t].size_mm < 5.0:
             continue
-        true_pct = (true_c[t].volume_analytic_mm3 / true_p[t].volume_analytic_mm3 - 1.0) * 100.0
-        vol_errors.append({"object": t, "true_pct": true_pct, "measured_pct": m.volume_change_percent,
-                           "error_pp": m.volume_change_percent - true_pct, "sd_pp": m.volume_change_sd_percent})
+        vol_errors.append(rec)
     truth_rec = _truth_recist(prior_specs, current_size, new_specs)
     lm_err = c.registration.landmark_error
     return {
@@ -280,6 +291,7 @@ def run_pair(k: int, *, findings_mode: str, liver: str, shape, spacing) -> dict:
         "match_decisions": decisions,
         "match_correct": correct,
         "volume_errors": vol_errors,
+        "calcification_changes": calc_changes,
         "recist_truth": truth_rec.category,
         "recist_measured": c.recist.category,
         "recist_rule": c.recist.rule,
@@ -287,6 +299,30 @@ def run_pair(k: int, *, findings_mode: str, liver: str, shape, spacing) -> dict:
         "growth_expected": scenario == "growth",
         "differential_top": c.differential.ranked[0].condition_id if c.differential and c.differential.ranked else None,
         "seconds": {"generate": round(t_gen, 1), "analyse": round(t_an, 1), "compare": round(t_cmp, 1)},
+    }
+
+
+def _kind_group(kind: str) -> str:
+    return "lesion" if kind in ("lesion", "cyst") else "calcification"
+
+
+def _change_stats(recs: list[dict]) -> dict:
+    """Error of the volume change (pp) and its calibration against the reported noise SD."""
+    if not recs:
+        return {"n": 0}
+    err = np.array([abs(v["error_pp"]) for v in recs])
+    with_sd = [v for v in recs if v.get("sd_pp")]
+    z = np.array([v["error_pp"] / v["sd_pp"] for v in with_sd])
+    return {
+        "n": len(recs),
+        "within_10pp_fraction": float((err <= 10.0).mean()),
+        "abs_error_pp_median": float(np.median(err)),
+        "abs_error_pp_max": float(err.max()),
+        "with_sd_n": len(with_sd),
+        "within_2sd_fraction": float((np.abs(z) <= 2.0).mean()) if z.size else None,
+        "error_over_sd_rms": float(np.sqrt(np.mean(z**2))) if z.size else None,
+        "error_over_sd_median": float(np.median(z)) if z.size else None,
+        "sd_pp_median": float(np.median([v["sd_pp"] for v in with_sd])) if with_sd else None,
     }
 
 
@@ -308,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
             f"pair {k:2d} {r['scenario']:15s} landmarks median {r['landmark_median_mm'] or float('nan'):.2f} mm "
             f"(n={r['landmarks']}), match {r['match_correct']}/{r['match_decisions']}, "
             f"RECIST {r['recist_measured']} (truth {r['recist_truth']}), alerts {r['growth_alerts']}, "
-            f"vol err pp (error, sd) {[(round(v['error_pp'], 1), v['sd_pp']) for v in r['volume_errors']]}, {r['seconds']}",
+            f"vol err pp (error, sd) {[(round(v['error_pp'], 1), v['sd_pp']) for v in r['volume_errors']]}, "
+            f"calc (true %, error, sd) {[(round(v['true_pct']), round(v['error_pp'], 1), v['sd_pp']) for v in r['calcification_changes']]}, "
+            f"{r['seconds']}",
             flush=True,
         )
     all_lm = np.concatenate([np.asarray(r["landmark_errors_mm"]) for r in rows if r["landmark_errors_mm"]])
@@ -316,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     cor = sum(r["match_correct"] for r in rows)
     verr = np.array([abs(v["error_pp"]) for r in rows for v in r["volume_errors"]])
     zs = [v["error_pp"] / v["sd_pp"] for r in rows for v in r["volume_errors"] if v.get("sd_pp")]
+    calc_all = [v for r in rows for v in r["calcification_changes"]]
     rec_ok = sum(r["recist_measured"] == r["recist_truth"] for r in rows)
     alert_tp = sum(bool(r["growth_alerts"]) and r["growth_expected"] for r in rows)
     alert_fp = sum(bool(r["growth_alerts"]) and not r["growth_expected"] for r in rows)
@@ -334,12 +373,17 @@ def main(argv: list[str] | None = None) -> int:
         "volume_change_abs_error_pp_median": float(np.median(verr)) if verr.size else None,
         "volume_change_abs_error_pp_max": float(verr.max()) if verr.size else None,
         "volume_change_n": int(verr.size),
-        # calibration of the reported noise SD (lesions carry one): share of errors within 2 SD
+        # calibration of the reported noise SD (lesions and calcifications carry one): share of errors within 2 SD
         "volume_change_with_sd_n": len(zs),
         "volume_change_within_2sd_fraction": float((np.abs(zs) <= 2.0).mean()) if zs else None,
         "volume_change_error_over_sd_rms": float(np.sqrt(np.mean(np.square(zs)))) if zs else None,
         "volume_change_sd_pp_median": float(np.median([v["sd_pp"] for r in rows for v in r["volume_errors"]
                                                         if v.get("sd_pp")])) if zs else None,
+        "volume_change_by_kind": {
+            kind: _change_stats([v for r in rows for v in r["volume_errors"] if _kind_group(v["kind"]) == kind])
+            for kind in ("lesion", "calcification")
+        },
+        "calcification_changes_all_sizes": _change_stats(calc_all),
         "recist_correct_fraction": rec_ok / len(rows),
         "growth_alert_pairs": {"tp": alert_tp, "fp": alert_fp, "fn": alert_fn},
         "compare_seconds_median": float(np.median([r["seconds"]["compare"] for r in rows])),

@@ -26,7 +26,7 @@ from calcscope.describe._geometry import (
 )
 from calcscope.describe._pattern import clark_evans_ratio, units
 from calcscope.detect import find_calcifications
-from calcscope.model import Finding
+from calcscope.model import Finding, Volume
 
 from test_detect_calcification import ball, centre_mm, finish, liver_case, paint, tube  # noqa: E402
 
@@ -350,3 +350,98 @@ def test_phantom_tuberculosis_and_hydatid():
     assert biggest.shape == "ring"
     ring = ph.truth.calcifications[0]
     assert biggest.size_mm == pytest.approx(ring.size_mm, rel=0.15)
+
+
+# ---------------------------------------------------------------------------------------
+# volume noise SD
+# ---------------------------------------------------------------------------------------
+
+_SD_LIVER_HU = 58.0
+_SD_CALCIUM_HU = 500.0
+_SD_NOISE_HU = 16.0
+
+
+def _calibration_scene(spacing, shape_kind, size_mm):
+    """A liver block (58 HU) with one calcium object (500 HU, exact partial volume) off the grid:
+    a ball of diameter ``size_mm`` or a tilted plaque of ``size_mm`` x ``size_mm`` x ``size_mm / 4``.
+    Returns (clean image, liver mask, centre mm)."""
+    sp = np.asarray(spacing, float)
+    shape = tuple(int(np.ceil(44.0 / s)) for s in sp)
+    arr = np.full(shape, _SD_LIVER_HU, np.float32)
+    liver = np.zeros(shape, bool)
+    liver[1:-1, 1:-1, 1:-1] = True
+    c = (np.asarray(shape) - 1) / 2.0 * sp + np.array([0.37, 0.21, -0.13]) * sp
+    r = size_mm / 2.0
+    if shape_kind == "ball":
+        def inside(z, y, x):
+            return (z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= r**2
+    else:
+        rot = np.array([[np.cos(0.5), -np.sin(0.5), 0.0], [np.sin(0.5), np.cos(0.5), 0.0], [0.0, 0.0, 1.0]])
+        radii = np.array([r / 4.0, r, r])
+
+        def inside(z, y, x):
+            p = np.stack([z - c[0], y - c[1], x - c[2]], -1) @ rot
+            return ((p / radii) ** 2).sum(-1) <= 1.0
+    paint(arr, sp, inside, c - r, c + r, _SD_CALCIUM_HU)
+    return arr, liver, c
+
+
+def _volumes_over_noise_draws(spacing, shape_kind, size_mm, smooth_vox, draws):
+    """(volume mm³, reported SD mm³) of the focus nearest the object, one per noise draw."""
+    arr, liver, c = _calibration_scene(spacing, shape_kind, size_mm)
+    vols, sds = [], []
+    for seed in range(draws):
+        noise = np.random.default_rng(seed).normal(0.0, 1.0, arr.shape)
+        if smooth_vox:
+            # a soft in-plane reconstruction kernel: neighbouring voxels correlate (0.68 at 1 voxel)
+            noise = ndi.gaussian_filter(noise, [0.0, smooth_vox, smooth_vox])
+            noise /= noise.std()
+        vol = Volume(np.round(arr + _SD_NOISE_HU * noise).astype(np.int16), spacing_zyx=spacing)
+        lab = find_calcifications(vol, liver, phase="non_contrast").labels
+        ids = np.unique(lab[lab > 0])
+        cents = np.asarray(ndi.center_of_mass(lab > 0, lab, ids)) * np.asarray(spacing)
+        k = ids[int(np.argmin(np.linalg.norm(cents - c, axis=1)))]
+        (f,) = describe_calcifications(vol, (lab == k).astype(np.int32), liver=liver, lobes=None)
+        vols.append(f.volume_mm3)
+        sds.append(f.measurements["volume_sd_mm3"])
+    return np.asarray(vols), np.asarray(sds)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.5, 1.5, 1.5)])
+@pytest.mark.parametrize("smooth_vox", [0.0, 0.8])
+def test_reported_calcification_volume_sd_matches_the_spread_over_noise_draws(spacing, smooth_vox):
+    """2, 4 and 8 mm calcium balls and an 8 mm plaque (500 HU in 58 HU liver, 16 HU noise), found
+    by the detector and described 30 times over fresh noise, white or in-plane smoothed: the
+    SD of the volumes over the draws and the mean SD the findings report agree within
+    0.6-1.5 (measured 0.67-1.14; the reported SD is conservative for correlated noise
+    on large foci, where the calcium level, a maximum over many voxels, moves less than
+    modelled)."""
+    for shape_kind, size in (("ball", 2.0), ("ball", 4.0), ("ball", 8.0), ("plaque", 8.0)):
+        vols, sds = _volumes_over_noise_draws(spacing, shape_kind, size, smooth_vox, draws=30)
+        ratio = float(np.std(vols, ddof=1) / np.mean(sds))
+        assert 0.6 <= ratio <= 1.5, (shape_kind, size, ratio)
+        # each draw's SD is close to the others' (it is a property of the scene, not of the draw)
+        assert float(np.std(sds) / np.mean(sds)) < 0.35, (shape_kind, size)
+
+
+def test_volume_sd_absent_without_noise_and_region_factor():
+    from calcscope.describe._calcification import region_sum_factor
+
+    spacing = (2.5, 1.5, 1.5)
+    arr, liver, _ = _calibration_scene(spacing, "ball", 6.0)
+    vol = Volume(np.round(arr).astype(np.int16), spacing_zyx=spacing)
+    det = find_calcifications(vol, liver, phase="non_contrast")
+    (f,) = describe_calcifications(vol, det.labels, liver=liver, lobes=None)
+    # a noise-free image has no noise model: no SD rather than a false 0
+    assert "volume_sd_mm3" not in f.measurements
+    assert f.volume_mm3 > 0
+    # white noise: a region's summed noise varies like its voxel count; correlated
+    # neighbours add their covariances, fewer of them in a thin region than in a block
+    block = np.zeros((7, 7, 7), bool)
+    block[2:5, 2:5, 2:5] = True
+    line = np.zeros((7, 7, 7), bool)
+    line[3, 3, :] = True
+    assert region_sum_factor(block, np.zeros((3, 2))) == 1.0
+    rho = np.array([[0.0, 0.0], [0.5, 0.1], [0.5, 0.1]])
+    assert region_sum_factor(line, rho) == pytest.approx(1.0 + (2 * 6 * 0.5 + 2 * 5 * 0.1) / 7)
+    assert region_sum_factor(block, rho) > region_sum_factor(line, rho)

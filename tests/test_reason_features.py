@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from calcscope.model import CalcificationPattern, Change, Context, Finding, FindingsDocument, Marker
 from calcscope.reason import extract_features, load_knowledge
-from calcscope.reason._features import GROWTH_THRESHOLD_PERCENT, is_growing
+from calcscope.reason._features import GROWTH_MIN_SD_MULTIPLE, GROWTH_THRESHOLD_PERCENT, is_growing
 
 KB = load_knowledge()
 
@@ -80,6 +80,22 @@ def test_growth_threshold_and_scaling():
     assert is_growing(Finding(kind="calcification", change=Change(growth_percent=41, interval_days=730))) is True
     assert is_growing(Finding(kind="calcification", change=Change(interval_days=100))) is None
     assert is_growing(Finding(kind="calcification")) is None
+
+
+def test_growth_must_exceed_its_noise_when_known():
+    def grown(pct, sd):
+        return is_growing(Finding(kind="calcification", change=Change(growth_percent=pct, growth_sd_percent=sd,
+                                                                     volume_change_mm3=50.0, interval_days=120)))
+
+    assert grown(40.0, None) is True  # no SD: the volume rule alone
+    assert grown(40.0, 19.0) is True
+    assert grown(40.0, 20.0) is False  # within GROWTH_MIN_SD_MULTIPLE (2) SDs of no change
+    assert GROWTH_MIN_SD_MULTIPLE == 2.0
+    # the evidence text keeps a small SD visible (not "0")
+    doc = FindingsDocument(findings=[Finding(id="c", kind="calcification", size_mm=6.0, change=Change(
+        growth_percent=40.0, growth_sd_percent=0.4, volume_change_mm3=50.0, interval_days=120))])
+    obs = extract_features(doc)["calc_growing"]
+    assert obs.present and "noise SD 0.4 percentage points" in obs.basis
 
 
 def test_clinical_features():

@@ -182,3 +182,53 @@ def test_custom_thresholds() -> None:
     assert assess_growth(a, b, ch, calcified=True) is not None  # +30 % and +15 mm3
     strict = GrowthThresholds(min_volume_percent=50.0, min_volume_mm3=10.0, min_diameter_mm=2.0)
     assert assess_growth(a, b, ch, calcified=True, thresholds=strict) is None  # +30 % < 50 %, +1 mm < 2 mm
+
+
+# ---- growth against its own noise -------------------------------------------------------------
+
+
+def _with_sd(f: Finding, sd_mm3: float) -> Finding:
+    return f.model_copy(update={"measurements": {"volume_sd_mm3": sd_mm3}})
+
+
+def test_growth_within_its_noise_is_not_alerted_and_real_growth_is() -> None:
+    """+30 % and +15 mm3 passes the volume rule, but with 6 mm3 noise per study (a focus of a
+    few voxels on thick slices) the change's SD is about 20 percentage points: within two SD
+    of no change, no alert; the same change measured with 1.5 mm3 noise is one."""
+    from calcscope.reason._features import is_growing
+
+    p_date, c_date = dt.date(2024, 1, 1), dt.date(2024, 5, 1)
+    a, b = F("p", "calcification", (0, 0, 0), 5.0, 50.0), F("c", "calcification", (0, 0, 0), 6.0, 65.0)
+    noisy = finding_change(_with_sd(a, 6.0), _with_sd(b, 6.0), prior_date=p_date, current_date=c_date)
+    assert noisy.growth_percent == pytest.approx(30.0)
+    assert noisy.growth_sd_percent == pytest.approx(130.0 * math.hypot(6 / 50, 6 / 65), abs=0.01)  # 19.7
+    assert assess_growth(a, b, noisy, calcified=True) is None
+    assert is_growing(b.model_copy(update={"change": noisy})) is False  # the reasoning agrees
+
+    sharp = finding_change(_with_sd(a, 1.5), _with_sd(b, 1.5), prior_date=p_date, current_date=c_date)
+    alert = assess_growth(a, b, sharp, calcified=True)
+    assert alert is not None
+    assert alert.volume_change_sd_percent == sharp.growth_sd_percent == pytest.approx(4.93, abs=0.01)
+    assert alert.criteria_met == [
+        "volume +30 % (+15.0 mm³) >= 20 % and 10 mm³, and > 2 x its noise SD of 5 percentage points"
+    ]
+    assert is_growing(b.model_copy(update={"change": sharp})) is True
+
+    # without an SD the rule is the volume rule alone, as before
+    plain = finding_change(a, b, prior_date=p_date, current_date=c_date)
+    assert plain.growth_sd_percent is None
+    old = assess_growth(a, b, plain, calcified=True)
+    assert old is not None and old.volume_change_sd_percent is None
+    assert old.criteria_met == ["volume +30 % (+15.0 mm³) >= 20 % and 10 mm³"]
+
+
+def test_noise_criterion_threshold_and_custom_multiple() -> None:
+    a, b = F("p", "calcification", (0, 0, 0), 5.0, 50.0), F("c", "calcification", (0, 0, 0), 6.0, 65.0)
+    ch = finding_change(a, b).model_copy(update={"growth_sd_percent": 14.9})
+    assert assess_growth(a, b, ch, calcified=True) is not None  # 30 > 2 x 14.9
+    ch = ch.model_copy(update={"growth_sd_percent": 15.0})
+    assert assess_growth(a, b, ch, calcified=True) is None  # 30 is not > 2 x 15
+    assert assess_growth(a, b, ch, calcified=True, thresholds=GrowthThresholds(min_sd_multiple=1.0)) is not None
+    # a small SD is written with a decimal, not as 0
+    tiny = ch.model_copy(update={"growth_sd_percent": 0.4})
+    assert "noise SD of 0.4 percentage points" in assess_growth(a, b, tiny, calcified=True).criteria_met[0]

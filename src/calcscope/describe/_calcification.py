@@ -35,6 +35,18 @@ depending on the threshold, so the reported ``volume_mm3`` is a partial-volume
 estimate: the HU excess over the local background summed over the focus and a one
 voxel rim, divided by the focus's own calcium level (mean of its brightest voxels
 minus background). Both volumes are kept in ``measurements``.
+
+Volume noise: ``measurements["volume_sd_mm3"]`` (the key lesions use) is the noise SD
+of that estimate, the voxel noise propagated to first order through its four inputs
+(the summed voxels, the background median, the clipping correction and the calcium
+level, with the covariance of the level's voxels with the sum), using the noise SD
+and the neighbour correlation measured in the plain liver around the focus
+(:func:`local_noise`, :func:`pv_volume_sd_mm3`). It is absent when it cannot be
+estimated (no plain liver around, a noise-free image, or no calcium level above the
+background). It is a noise floor, not a bound on bias: a focus smaller than a voxel
+reads as (summed excess) / (its partial-volume peak), larger than it is, and the
+three brightest voxels of a large focus sit above its true level by the noise maximum
+(docs/performance.md, follow-up section, gives figures).
 """
 
 from __future__ import annotations
@@ -57,6 +69,7 @@ from ._geometry import (
     PrincipalAxes,
     principal_axes,
 )
+from ._lesion import axis_correlations, noise_correlation_factor
 
 __all__ = [
     "describe_calcifications",
@@ -67,6 +80,11 @@ __all__ = [
     "SHAPE_RULES",
     "DEPTH_RULES",
     "FocusShape",
+    "FocusVolume",
+    "LocalNoise",
+    "local_noise",
+    "pv_volume_sd_mm3",
+    "region_sum_factor",
 ]
 
 #: thresholds of the shape rules (mm, ratios, counts)
@@ -265,9 +283,44 @@ def _crop(sl: tuple[slice, ...], pad: int, shape: tuple[int, ...]) -> tuple[slic
     return tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(sl, shape))
 
 
+@dataclass(frozen=True, eq=False)
+class FocusVolume:
+    """Partial-volume volume of one focus and what it was computed from (:func:`_pv_volume`).
+
+    Attributes
+    ----------
+    volume_mm3: float
+        The partial-volume estimate (the voxel count where no calcium level stands out).
+    background_hu, level_hu: float
+        Local background (median of the shell two to three voxels out) and the focus's own
+        calcium level (mean of its three brightest voxels).
+    weighed: bool
+        False when the voxel count was returned (no contrast to weigh against).
+    summed: bool ndarray or None
+        Voxels (in the focus's box) whose HU enters the sum unclipped: the focus and the
+        rim voxels above the background.
+    rim_voxels, background_voxels: int
+        Voxels of the one-voxel rim and of the background shell.
+    top_index: (3, 3) int ndarray or None
+        Box indices of the (up to) three brightest voxels, which make the calcium level.
+    focus_hu: ndarray or None
+        HU of the focus's voxels, brightest first (how many compete for the level).
+    """
+
+    volume_mm3: float
+    background_hu: float
+    level_hu: float
+    weighed: bool = False
+    summed: np.ndarray | None = None
+    rim_voxels: int = 0
+    background_voxels: int = 0
+    top_index: np.ndarray | None = None
+    focus_hu: np.ndarray | None = None
+
+
 def _pv_volume(
     arr: np.ndarray, labels: np.ndarray, k: int, sl: tuple[slice, ...], voxel_mm3: float
-) -> tuple[float, float, float]:
+) -> FocusVolume:
     """Partial-volume corrected volume of focus ``k``.
 
     ``sum(HU - background) / (calcium level - background) x voxel volume`` over the
@@ -276,10 +329,6 @@ def _pv_volume(
     is the mean of the focus's three brightest voxels. Rim voxels darker than the
     background (fluid around a stone) count as zero, and the mean positive noise
     this clipping adds (noise SD / sqrt(2 pi) per rim voxel) is taken off again.
-
-    Returns
-    -------
-    (volume mm³, background HU, calcium level HU)
     """
     box = _crop(sl, 4, labels.shape)
     lab = labels[box]
@@ -296,15 +345,219 @@ def _pv_volume(
     bg_vals = a[far] if far.any() else a[~comp]
     bg = float(np.median(bg_vals))
     sd = min(1.4826 * float(np.median(np.abs(bg_vals - bg))), 30.0)
-    vals = np.sort(a[comp])[::-1]
-    level = float(vals[: min(3, len(vals))].mean())
+    focus_idx = np.argwhere(comp)
+    focus_hu = a[comp]
+    order = np.argsort(focus_hu)[::-1]
+    top = order[: min(3, len(order))]
+    level = float(focus_hu[top].mean())
     contrast = level - bg
     if contrast <= 1.0:
-        return float(np.count_nonzero(comp) * voxel_mm3), bg, level
-    excess = float(np.sum(a[comp] - bg)) + float(np.sum(np.clip(a[rim] - bg, 0.0, None)))
+        return FocusVolume(float(np.count_nonzero(comp) * voxel_mm3), bg, level)
+    excess = float(np.sum(focus_hu - bg)) + float(np.sum(np.clip(a[rim] - bg, 0.0, None)))
     excess -= float(np.count_nonzero(rim)) * sd / np.sqrt(2.0 * np.pi)
     vol = max(excess / contrast, 0.0) * voxel_mm3
-    return vol, bg, level
+    return FocusVolume(
+        vol, bg, level,
+        weighed=True,
+        summed=comp | (rim & (a > bg)),
+        rim_voxels=int(np.count_nonzero(rim)),
+        background_voxels=int(bg_vals.size),
+        top_index=focus_idx[top],
+        focus_hu=focus_hu[order],
+    )
+
+
+#: plain liver searched around a focus for the local noise and its correlation, mm
+NOISE_BAND_MM = 8.0
+#: fewest plain-liver voxels from which the local noise is measured (else no volume SD)
+MIN_NOISE_VOXELS = 100
+#: focus voxels this many noise SDs below the calcium level still compete for it
+LEVEL_COMPETITION_SD = 3.0
+#: variance of the normalised MAD as an estimate of a Gaussian SD, in units of SD² / n
+_MAD_SD_VARIANCE = 1.36
+#: 3 x variance of the mean of the 3 largest of m independent standard normals (Monte
+#: Carlo, 4000 draws each): the calcium level moves less when many voxels compete for it
+_TOP3_M = (3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100, 200, 400, 1000)
+_TOP3_G = (1.0, 0.814, 0.747, 0.663, 0.59, 0.517, 0.444, 0.408, 0.355, 0.315, 0.255, 0.213, 0.185, 0.157)
+
+
+@dataclass(frozen=True, eq=False)
+class LocalNoise:
+    """Noise of the plain liver around a focus.
+
+    Attributes
+    ----------
+    sd_hu: float
+        Voxel noise SD, HU.
+    rho: (3, 2) ndarray
+        Correlation of voxels 1 and 2 apart along z, y and x
+        (:func:`calcscope.describe._lesion.axis_correlations`).
+    factor: float
+        ``Var(sum of n neighbouring voxels) / (n sd²)`` of a large compact region
+        (:func:`calcscope.describe._lesion.noise_correlation_factor`; 1 for white noise).
+    voxels: int
+        Plain-liver voxels it was measured on.
+    """
+
+    sd_hu: float
+    rho: np.ndarray
+    factor: float
+    voxels: int
+
+
+def local_noise(
+    arr: np.ndarray,
+    labels: np.ndarray,
+    liver: np.ndarray,
+    sl: tuple[slice, ...],
+    spacing: np.ndarray,
+    background_hu: float,
+    *,
+    band_mm: float = NOISE_BAND_MM,
+) -> LocalNoise | None:
+    """Voxel noise and neighbour correlation of the liver within ``band_mm`` of a focus's box.
+
+    Foci and two voxels around them are left out, and so are voxels more than 3.5
+    robust SDs from ``background_hu`` (vessels, fat, fluid): they are structure, and
+    structure next to structure reads as correlated noise.
+
+    Returns
+    -------
+    LocalNoise or None
+        None when fewer than :data:`MIN_NOISE_VOXELS` plain voxels remain or the image
+        shows no noise (a noise-free image gives no noise model, not a zero SD).
+    """
+    pads = np.ceil(band_mm / np.asarray(spacing, dtype=float)).astype(int)
+    box = tuple(slice(max(s.start - p, 0), min(s.stop + p, n)) for s, p, n in zip(sl, pads, labels.shape))
+    a = arr[box].astype(np.float32)
+    plain = liver[box] & ~ndi.binary_dilation(labels[box] > 0, structure=_CUBE, iterations=2)
+    if np.count_nonzero(plain) < MIN_NOISE_VOXELS:
+        return None
+    robust = 1.4826 * float(np.median(np.abs(a[plain] - background_hu)))
+    if not np.isfinite(robust) or robust <= 0.0:
+        return None
+    plain &= np.abs(a - background_hu) <= 3.5 * robust
+    n = int(np.count_nonzero(plain))
+    sd = float(a[plain].std()) if n else 0.0
+    if n < MIN_NOISE_VOXELS or sd <= 0.0:
+        return None
+    return LocalNoise(sd, axis_correlations(a, plain), noise_correlation_factor(a, plain), n)
+
+
+def _lag_weight(rho: np.ndarray, offset: np.ndarray) -> float:
+    """Correlation of two voxels ``offset`` apart (separable: product over the axes; 0 beyond the measured lags)."""
+    w = 1.0
+    for axis, d in enumerate(np.abs(np.asarray(offset, dtype=int))):
+        if d == 0:
+            continue
+        if d > rho.shape[1]:
+            return 0.0
+        w *= float(rho[axis, d - 1])
+    return w
+
+
+def region_sum_factor(region: np.ndarray, rho: np.ndarray) -> float:
+    """``Var(noise summed over region) / (n sd²)`` for noise with axis correlations ``rho``.
+
+    Sums the correlation of every pair of the region's voxels within the measured lags
+    (``rho[axis, lag - 1]``, separable). Unlike the factor of a large compact region it
+    follows the region's own shape: a thin rim or a two-voxel focus holds few of the
+    pairs that make a smoothing kernel's noise add up. At least 1 (negative correlations,
+    which would lower it, are not trusted).
+    """
+    n = int(np.count_nonzero(region))
+    if n == 0:
+        return 1.0
+    lags = rho.shape[1]
+    padded = np.pad(region, lags)
+    total = 0.0
+    rng = range(-lags, lags + 1)
+    for dz in rng:
+        for dy in rng:
+            for dx in rng:
+                w = _lag_weight(rho, np.array([dz, dy, dx]))
+                if w == 0.0:
+                    continue
+                shifted = np.roll(padded, (dz, dy, dx), axis=(0, 1, 2))
+                total += w * float(np.count_nonzero(padded & shifted))
+    return max(total / n, 1.0)
+
+
+def _level_variance_factor(fv: FocusVolume, noise: LocalNoise) -> float:
+    """``Var(calcium level) / sd²``: the mean of the three brightest voxels.
+
+    Their own correlation (by their offsets) gives the variance of a mean of three fixed
+    voxels; when more voxels compete for the top three (focus voxels within
+    :data:`LEVEL_COMPETITION_SD` noise SDs of the level, counted in independent groups of
+    the correlation factor's size), the top three are the luckiest of many and move less
+    (:data:`_TOP3_G`).
+    """
+    idx = np.asarray(fv.top_index)
+    k = len(idx)
+    pair_sum = sum(_lag_weight(noise.rho, idx[i] - idx[j]) for i in range(k) for j in range(k))
+    competitors = int(np.count_nonzero(np.asarray(fv.focus_hu) >= fv.level_hu - LEVEL_COMPETITION_SD * noise.sd_hu))
+    m = max(competitors / max(noise.factor, 1.0), 3.0)
+    g = float(np.interp(np.log(m), np.log(_TOP3_M), _TOP3_G))
+    return pair_sum / k**2 * g
+
+
+def _level_sum_covariance_factor(fv: FocusVolume, rho: np.ndarray) -> float:
+    """``Cov(summed noise, calcium level) / sd²``: each of the three brightest voxels'
+    correlation with the summed voxels, averaged. For white noise it is 1 whichever voxels
+    win the top three (the level shifts with the mean of the voxels it is chosen from)."""
+    summed = np.asarray(fv.summed)
+    lags = rho.shape[1]
+    total = 0.0
+    idx = np.asarray(fv.top_index)
+    for j in idx:
+        lo = np.maximum(j - lags, 0)
+        hi = np.minimum(j + lags + 1, summed.shape)
+        for i in np.argwhere(summed[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]) + lo:
+            total += _lag_weight(rho, i - j)
+    return total / max(len(idx), 1)
+
+
+def pv_volume_sd_mm3(fv: FocusVolume, noise: LocalNoise | None, voxel_mm3: float) -> float | None:
+    """Noise SD (mm³) of the partial-volume volume of :func:`_pv_volume`.
+
+    With ``V = E / C`` (``E``: HU excess over the background summed over the focus and
+    its clipped rim, minus the clipping correction; ``C``: calcium level minus
+    background; voxel units) the voxel noise ``s`` enters, to first order, through
+
+    * the summed voxels (the focus and the rim voxels above the background; clipped
+      ones do not move the sum): ``s² n_sum q / C²``, ``q`` from :func:`region_sum_factor`;
+    * the background, a median of ``n_bg`` voxels (variance ``pi/2 f s² / n_bg``, ``f``
+      the large-region correlation factor), with ``dV/dbg = (V - n_sum) / C``;
+    * the clipping correction, ``n_rim / sqrt(2 pi)`` times the shell's robust SD
+      (variance about ``1.36 f s² / n_bg``), divided by ``C``;
+    * the calcium level (variance from :func:`_level_variance_factor`), with
+      ``dV/dlevel = -V / C``; its voxels are among the summed ones, so it covaries
+      with ``E`` (:func:`_level_sum_covariance_factor`), which takes
+      ``2 V Cov(E, level) / C²`` off.
+
+    Returns None when no noise model applies (no local noise, the voxel count was
+    returned, or the terms do not add up to a positive variance); never a false 0.
+    """
+    if noise is None or not fv.weighed or fv.summed is None or fv.top_index is None or fv.focus_hu is None:
+        return None
+    if fv.background_voxels <= 0:
+        return None
+    c = fv.level_hu - fv.background_hu
+    if c <= 0.0:
+        return None
+    s2 = noise.sd_hu**2
+    f = noise.factor
+    v = fv.volume_mm3 / voxel_mm3
+    n_sum = int(np.count_nonzero(fv.summed))
+    var = s2 * n_sum * region_sum_factor(fv.summed, noise.rho) / c**2
+    var += ((v - n_sum) / c) ** 2 * (np.pi / 2.0) * f * s2 / fv.background_voxels
+    var += (fv.rim_voxels / np.sqrt(2.0 * np.pi) / c) ** 2 * _MAD_SD_VARIANCE * f * s2 / fv.background_voxels
+    var += (v / c) ** 2 * s2 * _level_variance_factor(fv, noise)
+    # the level's voxels are summed too: a bright draw raises E and C together
+    var -= 2.0 * v * s2 * _level_sum_covariance_factor(fv, noise.rho) / c**2
+    if not np.isfinite(var) or var <= 0.0:
+        return None  # the first-order model broke down: no SD rather than a false 0
+    return float(np.sqrt(var) * voxel_mm3)
 
 
 def _fluid_level_hu(parenchyma_hu: float) -> float:
@@ -439,7 +692,9 @@ def describe_calcifications(
         all_coords = np.argwhere(comp) + off
         hu_all = arr[tuple(all_coords.T)].astype(float)
         vol_thr = len(all_coords) * voxel_mm3
-        vol_pv, bg, level = _pv_volume(arr, labels, k, sl, voxel_mm3)
+        fv = _pv_volume(arr, labels, k, sl, voxel_mm3)
+        vol_pv, bg, level = fv.volume_mm3, fv.background_hu, fv.level_hu
+        vol_sd = pv_volume_sd_mm3(fv, local_noise(arr, labels, liver, sl, spacing, bg), voxel_mm3)
         # geometry on the half-maximum core: voxels at least half-way from the local
         # background to the focus's calcium level (about half covered by calcium)
         core = hu_all >= bg + HALF_MAX_FRACTION * (level - bg)
@@ -489,6 +744,7 @@ def describe_calcifications(
                 shape_desc=shape_desc,
                 vol_thr=vol_thr,
                 vol_pv=vol_pv,
+                vol_sd=vol_sd,
                 bg=bg,
                 level=level,
                 centroid_vox=centroid_vox,
@@ -539,6 +795,8 @@ def describe_calcifications(
                 measurements={
                     "volume_threshold_mm3": round(r["vol_thr"], 2),
                     "volume_partial_volume_mm3": round(r["vol_pv"], 2),
+                    # never a false 0: an SD below the rounding step is written as the step
+                    **({} if r["vol_sd"] is None else {"volume_sd_mm3": max(round(r["vol_sd"], 2), 0.01)}),
                     "equivalent_diameter_mm": round(equivalent_diameter_mm(r["vol_pv"]), 2),
                     "background_hu": round(r["bg"], 1),
                     "calcium_level_hu": round(r["level"], 1),

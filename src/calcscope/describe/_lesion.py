@@ -365,22 +365,17 @@ def _locules_and_septa(
     return out
 
 
-def noise_correlation_factor(img: np.ndarray, sel: np.ndarray, *, max_lag: int = 2, min_pairs: int = 50) -> float:
-    """How much more a sum over neighbouring voxels varies than white noise of the same SD would.
-
-    The correlation of the HU of voxel pairs 1 and 2 voxels apart along each axis, both in
-    ``sel`` (e.g. a band of plain parenchyma), gives per axis ``1 + 2 (rho_1 + rho_2)``; their
-    product approximates ``Var(sum of n voxels) / (n SD²)`` for a compact region. White noise
-    gives about 1; reconstruction kernels that smooth in-plane give more.
+def axis_correlations(img: np.ndarray, sel: np.ndarray, *, max_lag: int = 2, min_pairs: int = 50) -> np.ndarray:
+    """Noise correlation of voxel pairs ``1..max_lag`` voxels apart along each axis, both in ``sel``.
 
     Returns
     -------
-    float
-        The factor, clipped to [1, 10]; 1 when there are too few pairs to measure it.
+    (ndim, max_lag) ndarray
+        ``rho[axis, lag - 1]``; 0 from the first lag of an axis with fewer than
+        ``min_pairs`` pairs (or no spread) onwards.
     """
-    factor = 1.0
+    rho = np.zeros((img.ndim, max_lag))
     for axis in range(img.ndim):
-        g = 1.0
         for lag in range(1, max_lag + 1):
             if img.shape[axis] <= lag:
                 break
@@ -395,8 +390,26 @@ def noise_correlation_factor(img: np.ndarray, sel: np.ndarray, *, max_lag: int =
             sx, sy = x.std(), y.std()
             if sx <= 0 or sy <= 0:
                 break
-            g += 2.0 * float(np.mean((x - x.mean()) * (y - y.mean())) / (sx * sy))
-        factor *= max(g, 1.0)
+            rho[axis, lag - 1] = float(np.mean((x - x.mean()) * (y - y.mean())) / (sx * sy))
+    return rho
+
+
+def noise_correlation_factor(img: np.ndarray, sel: np.ndarray, *, max_lag: int = 2, min_pairs: int = 50) -> float:
+    """How much more a sum over neighbouring voxels varies than white noise of the same SD would.
+
+    The correlation of the HU of voxel pairs 1 and 2 voxels apart along each axis, both in
+    ``sel`` (e.g. a band of plain parenchyma; :func:`axis_correlations`), gives per axis
+    ``1 + 2 (rho_1 + rho_2)``; their product approximates ``Var(sum of n voxels) / (n SD²)``
+    for a compact region. White noise gives about 1; reconstruction kernels that smooth
+    in-plane give more.
+
+    Returns
+    -------
+    float
+        The factor, clipped to [1, 10]; 1 when there are too few pairs to measure it.
+    """
+    rho = axis_correlations(img, sel, max_lag=max_lag, min_pairs=min_pairs)
+    factor = float(np.prod([max(1.0 + 2.0 * float(r.sum()), 1.0) for r in rho]))
     return float(np.clip(factor, 1.0, 10.0))
 
 

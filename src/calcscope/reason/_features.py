@@ -35,12 +35,14 @@ __all__ = [
     "GROWTH_THRESHOLD_PERCENT",
     "GROWTH_WINDOW_DAYS",
     "GROWTH_MIN_VOLUME_MM3",
+    "GROWTH_MIN_SD_MULTIPLE",
     "LARGE_LESION_MM",
     "SMALL_CALC_IN_LESION_MM",
     "extract_features",
     "imaging_features",
     "clinical_features",
     "is_growing",
+    "growth_beyond_noise",
 ]
 
 #: volume growth (%) within GROWTH_WINDOW_DAYS at or above which a finding counts as growing
@@ -49,6 +51,10 @@ GROWTH_THRESHOLD_PERCENT = 20.0
 GROWTH_WINDOW_DAYS = 365.0
 #: smallest absolute volume increase (mm³) that counts, so partial-volume jitter of tiny foci does not
 GROWTH_MIN_VOLUME_MM3 = 10.0
+#: where the change carries a noise SD (``Change.growth_sd_percent``), the increase must also exceed
+#: this many times it: seed 003 asks for a *significant* increase, and an increase within two noise
+#: SDs of zero is one that the measurement alone makes about one time in forty
+GROWTH_MIN_SD_MULTIPLE = 2.0
 #: lesion diameter (mm) above which a lesion counts as large (seeds: metastases > 3 cm)
 LARGE_LESION_MM = 30.0
 #: calcification diameter (mm) below which calcium in a large lesion counts as small (< 2 cm)
@@ -146,17 +152,37 @@ def _size(f: Finding) -> float | None:
     return f.size_mm if f.size_mm is not None else f.longest_diameter_mm
 
 
+def growth_beyond_noise(ch: Change, k: float = GROWTH_MIN_SD_MULTIPLE) -> bool:
+    """Whether a volume increase stands out of its own measurement noise.
+
+    True when the change carries no noise SD (nothing to weigh it against) or its
+    ``growth_percent`` exceeds ``k`` times ``growth_sd_percent``; False otherwise (and
+    when no growth figure is given). The one definition used by the reasoning's growth
+    features (:func:`is_growing`) and the follow-up alert
+    (:func:`calcscope.track.assess_growth`).
+    """
+    if ch.growth_percent is None:
+        return False
+    if ch.growth_sd_percent is None:
+        return True
+    return ch.growth_percent > k * ch.growth_sd_percent
+
+
 def is_growing(f: Finding) -> bool | None:
     """Whether a finding grew by >= GROWTH_THRESHOLD_PERCENT within GROWTH_WINDOW_DAYS.
 
     Growth over a longer interval is scaled linearly to the window (e.g. 30 % over 24
     months counts as 15 % per 12 months). When the absolute volume change is known it must
-    also reach GROWTH_MIN_VOLUME_MM3. None when no growth figure is given.
+    also reach GROWTH_MIN_VOLUME_MM3, and when the change carries a noise SD the measured
+    increase must exceed GROWTH_MIN_SD_MULTIPLE times it (:func:`growth_beyond_noise`).
+    None when no growth figure is given.
     """
     ch = f.change
     if ch is None or ch.growth_percent is None:
         return None
     if ch.volume_change_mm3 is not None and ch.volume_change_mm3 < GROWTH_MIN_VOLUME_MM3:
+        return False
+    if not growth_beyond_noise(ch):
         return False
     growth = ch.growth_percent
     if ch.interval_days is not None and ch.interval_days > GROWTH_WINDOW_DAYS:
@@ -164,11 +190,18 @@ def is_growing(f: Finding) -> bool | None:
     return growth >= GROWTH_THRESHOLD_PERCENT
 
 
+def format_sd(sd: float) -> str:
+    """A noise SD for text: whole numbers from 1 up, one decimal below (a small SD is not shown as 0)."""
+    if sd >= 1.0:
+        return f"{sd:.0f}"
+    return f"{sd:.1f}" if sd >= 0.05 else "< 0.1"
+
+
 def _growth_text(ch: Change) -> str:
     """'35 %' or, when the volumes carry a noise SD, '35 % (noise SD 4 percentage points)'."""
     text = f"{ch.growth_percent:g} %"
     if ch.growth_sd_percent is not None:
-        text += f" (noise SD {ch.growth_sd_percent:.0f} percentage points)"
+        text += f" (noise SD {format_sd(ch.growth_sd_percent)} percentage points)"
     return text
 
 

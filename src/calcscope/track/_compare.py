@@ -72,7 +72,7 @@ __all__ = [
     "render_comparison_html",
 ]
 
-COMPARISON_SCHEMA_VERSION = "1.1.0"
+COMPARISON_SCHEMA_VERSION = "1.2.0"
 COMPARISON_FILES = ("comparison.json", "comparison.html")
 
 _Model = ConfigDict(extra="forbid")
@@ -137,7 +137,7 @@ class FindingChangeRecord(BaseModel):
     current_volume_mm3: float | None = None
     volume_change_percent: float | None = None
     volume_change_sd_percent: float | None = Field(
-        default=None, description="noise SD of the volume change, percentage points (lesions)"
+        default=None, description="noise SD of the volume change, percentage points (lesions and calcifications)"
     )
     prior_diameter_mm: float | None = None
     current_diameter_mm: float | None = None
@@ -655,6 +655,7 @@ def compare_studies(
             "min_volume_mm3": growth_thresholds.min_volume_mm3,
             "min_diameter_mm": growth_thresholds.min_diameter_mm,
             "max_interval_days": growth_thresholds.max_interval_days,
+            "min_sd_multiple": growth_thresholds.min_sd_multiple,
         },
         growth_alerts=alerts,
         current_findings=updated,
@@ -740,8 +741,10 @@ def _fmt(v: float | None, spec: str = ".1f", unit: str = "") -> str:
 
 
 def _sd_text(sd: float | None) -> str:
-    """'± SD' after a change, when the change carries a noise SD."""
-    return "" if sd is None else f" ± {sd:.0f}"
+    """'± SD' after a change, when the change carries a noise SD (a small SD keeps a decimal)."""
+    from ..reason._features import format_sd
+
+    return "" if sd is None else f" ± {format_sd(sd)}"
 
 
 def render_comparison_html(run: ComparisonRun, *, max_image_pairs: int = 24) -> str:

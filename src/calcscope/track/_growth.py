@@ -7,9 +7,22 @@ prompt a surgical opinion (``seeds/003_f4e56972f096d8df.txt``). The seeds give n
 number, so calcscope documents its own operational threshold
 (:class:`GrowthThresholds`): a calcification, or a lesion holding a calcification,
 is flagged as *growing* when over an interval of at most 12 months (or an unknown
-interval) its volume rose by at least 20 % **and** at least 10 mm³. 20 % mirrors the
-RECIST progression margin and the absolute floor keeps partial-volume noise of tiny
-calcifications (a 1 mm³ speck measured as 1.3 mm³) from raising alerts. The longest
+interval) its volume rose by at least 20 % **and** at least 10 mm³, **and**, when
+both volumes carry a noise SD (``measurements["volume_sd_mm3"]``, which the image
+pipeline gives calcifications and lesions), the increase exceeds twice its own noise SD
+(``Change.growth_sd_percent``, percentage points). 20 % mirrors the RECIST progression
+margin; the absolute floor keeps partial-volume noise of tiny calcifications (a 1 mm³
+speck measured as 1.3 mm³) from raising alerts; the noise criterion asks what seed 003
+asks, an increase that is *significant*: a focus of a few voxels on thick slices can
+move by 20 % and 10 mm³ from noise alone (a 2 mm calcification on 2.5 mm slices at
+16 HU noise reads about 16 ± 4 mm³), and an increase beyond two noise SDs arises from
+noise about one time in forty. Without an SD (findings written by hand, or a volume
+with no noise model) the rule is the volume rule alone, as before. The SD covers
+measurement noise only, not the dependence on the grid position of a calcification
+thinner than about two slices (20-30 % on 2.5 mm slices, docs/performance.md); against
+that the 10 mm³ floor remains the guard. The noise criterion
+is :func:`calcscope.reason._features.growth_beyond_noise`, the same definition the
+reasoning's ``calc_growing`` / ``lesion_growing`` features use. The longest
 diameter (+2 mm or more) decides only when a volume is missing (findings written by
 hand): on CT with 1-3 mm voxels the diameter of a calcification of a few millimetres
 moves by a voxel diagonal (2-3 mm) from partial volume alone, so it is reported
@@ -25,7 +38,14 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..model import Change, Finding
-from ..reason._features import GROWTH_MIN_VOLUME_MM3, GROWTH_THRESHOLD_PERCENT, GROWTH_WINDOW_DAYS
+from ..reason._features import (
+    GROWTH_MIN_SD_MULTIPLE,
+    GROWTH_MIN_VOLUME_MM3,
+    GROWTH_THRESHOLD_PERCENT,
+    GROWTH_WINDOW_DAYS,
+    format_sd,
+    growth_beyond_noise,
+)
 
 __all__ = [
     "GROWTH_CITATIONS",
@@ -56,6 +76,10 @@ class GrowthThresholds:
         Increase of the longest diameter (mm); decides only when a volume is missing.
     max_interval_days: float
         Longest interval (days) still called "short"; 12 months.
+    min_sd_multiple: float
+        When the change carries a noise SD (``Change.growth_sd_percent``), the volume
+        increase (%) must exceed this many times it (2: beyond what noise makes about
+        one time in forty); ignored when no SD is known.
     """
 
     # one definition of "growing" for follow-up alerts and the reasoning stage's feature
@@ -63,6 +87,7 @@ class GrowthThresholds:
     min_volume_mm3: float = GROWTH_MIN_VOLUME_MM3
     min_diameter_mm: float = 2.0
     max_interval_days: float = GROWTH_WINDOW_DAYS
+    min_sd_multiple: float = GROWTH_MIN_SD_MULTIPLE
 
 
 class GrowthAlert(BaseModel):
@@ -73,6 +98,9 @@ class GrowthAlert(BaseModel):
     prior_id: str | None = Field(description="id in the prior study")
     kind: str
     volume_change_percent: float | None = None
+    volume_change_sd_percent: float | None = Field(
+        default=None, description="noise SD of the volume change, percentage points (when both volumes carry one)"
+    )
     volume_change_mm3: float | None = None
     diameter_change_mm: float | None = None
     interval_days: float | None = None
@@ -168,6 +196,21 @@ def is_calcified(finding: Finding, all_findings: list[Finding]) -> bool:
     return False
 
 
+def _volume_criterion(
+    growth_percent: float, dv_mm3: float, sd_percent: float | None, thresholds: GrowthThresholds
+) -> str:
+    """The volume criterion in words, with the noise SD when the change carries one."""
+    text = (
+        f"volume +{growth_percent:.0f} % (+{dv_mm3:.1f} mm³) >= "
+        f"{thresholds.min_volume_percent:g} % and {thresholds.min_volume_mm3:g} mm³"
+    )
+    if sd_percent is not None:
+        text += (
+            f", and > {thresholds.min_sd_multiple:g} x its noise SD of {format_sd(sd_percent)} percentage points"
+        )
+    return text
+
+
 def assess_growth(
     prior: Finding,
     current: Finding,
@@ -202,11 +245,9 @@ def assess_growth(
         and dv_mm3 is not None
         and change.growth_percent >= thresholds.min_volume_percent
         and dv_mm3 >= thresholds.min_volume_mm3
+        and growth_beyond_noise(change, thresholds.min_sd_multiple)
     ):
-        criteria.append(
-            f"volume +{change.growth_percent:.0f} % (+{dv_mm3:.1f} mm³) >= "
-            f"{thresholds.min_volume_percent:g} % and {thresholds.min_volume_mm3:g} mm³"
-        )
+        criteria.append(_volume_criterion(change.growth_percent, dv_mm3, change.growth_sd_percent, thresholds))
     volume_met = bool(criteria)
     diameter_met = change.diameter_change_mm is not None and change.diameter_change_mm >= thresholds.min_diameter_mm
     if diameter_met:
@@ -228,6 +269,7 @@ def assess_growth(
         prior_id=prior.id,
         kind=current.kind,
         volume_change_percent=change.growth_percent,
+        volume_change_sd_percent=change.growth_sd_percent,
         volume_change_mm3=dv_mm3,
         diameter_change_mm=change.diameter_change_mm,
         interval_days=change.interval_days,
