@@ -37,13 +37,15 @@ def _ring(radii_mm: tuple[float, float], spacing_yx: tuple[float, float]) -> np.
 
 def find_aorta(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float], *, disc_radius_mm: float = 6.0, wide_radius_mm: float = 14.0,
                 lumen_max_radius_mm: float = 16.0, centre_score_fraction: float = 0.7,
-                lumen_max_cv: float = 0.15) -> AortaFit | None:
+                lumen_max_cv: float = 0.15, lumen_min_hu: float = 250.0) -> AortaFit | None:
     """Locate the aorta as the round lumen standing out most from its surroundings, in front of the spine.
 
     In each slice the spine is the bone (> 180 HU) near the midline in the posterior half of the
     body (its largest component, leaving out homogeneous ones whose HU varies by less than
-    ``lumen_max_cv`` of their mean: a contrast-filled lumen, such as the aorta of a CT
-    angiogram, is as dense as bone but has no cortex and marrow); the aorta is searched 20-80 mm anterior to the bone centroid and from 15 mm right to
+    ``lumen_max_cv`` of a mean of at least ``lumen_min_hu``: a contrast-filled lumen, such as
+    the aorta of a CT angiogram, is as dense as bone but has no cortex and marrow, while a
+    thin piece of cortex of an osteopenic spine, homogeneous on a coarse grid, stays below
+    that mean); the aorta is searched 20-80 mm anterior to the bone centroid and from 15 mm right to
     45 mm left of it, among homogeneous discs (radius ``disc_radius_mm``, SD < 25 HU or 12 %), as
     the one whose mean exceeds the mean of the ring around it (from 3 mm beyond the disc out to
     ``wide_radius_mm``) the most. Scoring by contrast with the ring, not by brightness, finds the
@@ -81,10 +83,10 @@ def find_aorta(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float]
             sizes = np.bincount(blab.ravel())[1:].astype(float)
             for k in range(nb):
                 v = img[z][blab == k + 1]
-                if v.size >= 4 and float(np.std(v)) < lumen_max_cv * float(np.mean(v)):
+                if v.size >= 4 and float(np.mean(v)) >= lumen_min_hu and float(np.std(v)) < lumen_max_cv * float(np.mean(v)):
                     sizes[k] = 0.0
-            if not sizes.any() or sizes.max() * syy * sxx < 300.0:
-                continue
+            if not sizes.any():
+                continue  # only lumens: no spine in this slice
             bone = blab == int(np.argmax(sizes) + 1)
         by, bx = np.nonzero(bone)
         cy, cx = by.mean(), bx.mean()
