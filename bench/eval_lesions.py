@@ -39,7 +39,7 @@ import numpy as np
 from calcscope.describe import associate, describe_ducts, describe_lesions
 from calcscope.detect import find_lesions_and_ducts
 from calcscope.model import Finding
-from calcscope.synth import HU_BY_PHASE, PRESET_PHASE, PRESETS, generate_phantom
+from calcscope.synth import HU_BY_PHASE, PRESETS, generate_phantom, preset_phases
 
 
 def _calc_labels(ph) -> tuple[np.ndarray, list]:
@@ -230,12 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = []
     skipped: list[str] = []
     for preset in a.presets:
-        phases = []
-        for p in a.phases:
-            q = PRESET_PHASE[preset] if p == "preset" else p
-            if q not in phases:
-                phases.append(q)
-        for phase in phases:
+        for phase in preset_phases(preset, a.phases):
             for seed in a.seeds:
                 try:
                     c = evaluate_case(preset, seed, phase, hypodense_hu=a.hypodense_hu)

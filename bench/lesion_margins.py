@@ -286,16 +286,11 @@ def print_case(c: dict) -> None:
 
 
 def run_phantoms(args) -> list[dict]:
-    from calcscope.synth import PRESET_PHASE, PRESETS, generate_phantom
+    from calcscope.synth import PRESETS, generate_phantom, preset_phases
 
     out = []
     for preset in PRESETS:
-        phases = []
-        for p in ("preset", "non_contrast", "arterial", "portal_venous", "delayed"):
-            q = PRESET_PHASE[preset] if p == "preset" else p
-            if q not in phases:
-                phases.append(q)
-        for phase in phases:
+        for phase in preset_phases(preset, ("preset", "non_contrast", "arterial", "portal_venous", "delayed")):
             for seed in args.seeds:
                 try:
                     ph = generate_phantom(preset, seed=seed, phase=phase)

@@ -45,6 +45,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..model import Phase, Volume
+from ..segment._grid import face_touching
 
 __all__ = ["LesionDetection", "find_lesions", "drop_lesions"]
 
@@ -596,14 +597,7 @@ def fat_or_air(image: np.ndarray, *, noise_hu: float, fat_hu: float = -40.0) -> 
     """
     line = min(fat_hu, -3.0 * float(noise_hu)) if np.isfinite(noise_hu) else fat_hu
     f = np.asarray(image) < line
-    nb = np.zeros_like(f)
-    for ax in range(f.ndim):
-        a = [slice(None)] * f.ndim
-        b = [slice(None)] * f.ndim
-        a[ax], b[ax] = slice(1, None), slice(None, -1)
-        nb[tuple(a)] |= f[tuple(b)]
-        nb[tuple(b)] |= f[tuple(a)]
-    return f & nb
+    return f & face_touching(f)
 
 
 def seed_tissue_depth_mm(

@@ -32,6 +32,7 @@ from ._grid import (
     close_mm,
     dilate_mm,
     erode_mm,
+    face_touching,
     fill_holes_2d,
     largest_components,
     to_canonical,
@@ -673,7 +674,7 @@ def _add_fat_interface_ring(
     mask and to a fat (or air) voxel outside it are considered, and the fat HU is measured
     around this liver (median of the outside voxels within ``fat_window_hu`` in the mask's
     bounding box), so the midpoint holds for each scan. Voxels above ``upper_hu`` (vessels, bone,
-    calcium) are not added. Nothing is done when fewer than ``min_fat_voxels`` fat voxels are
+    calcium) and their face neighbours (bright from that partial volume) are not added. Nothing is done when fewer than ``min_fat_voxels`` fat voxels are
     found. Returns the number of voxels added.
     """
     zs = np.nonzero(mask.any(axis=(1, 2)))[0]
@@ -691,7 +692,7 @@ def _add_fat_interface_ring(
     m = np.asarray(mask[box])
     img = np.asarray(image[box])
     outside = ~m
-    ring = _face_touching(m)
+    ring = face_touching(m)
     ring &= outside
     # the fat around this liver: outside voxels of the box in the fat window (every second
     # voxel per axis is plenty; partial-volume voxels at the surface are a small share of it)
@@ -702,8 +703,11 @@ def _add_fat_interface_ring(
         return 0
     fat_hu = float(np.median(fat_vals))
     mid = 0.5 * (liver_hu + fat_hu)
-    ring &= (img >= mid) & (img <= upper_hu)
-    add = ring & _face_touching(outside & (img < fat_threshold_hu))
+    bright = img > upper_hu
+    # a voxel next to calcium or contrast is bright from that, not from liver: a capsular
+    # calcification must stay on the surface, not be wrapped into the liver
+    ring &= (img >= mid) & ~bright & ~face_touching(bright)
+    add = ring & face_touching(outside & (img < fat_threshold_hu))
     n = int(add.sum())
     if n:
         mask[box] = m | add
@@ -713,18 +717,6 @@ def _add_fat_interface_ring(
                 f"{mid:.0f} HU (fat {fat_hu:.0f} HU) added"
             )
     return n
-
-
-def _face_touching(a: np.ndarray) -> np.ndarray:
-    """Voxels with a face neighbour (6-connectivity) in ``a``; slicing, no structuring element."""
-    out = np.zeros(a.shape, bool)
-    for ax in range(a.ndim):
-        lo = [slice(None)] * a.ndim
-        hi = [slice(None)] * a.ndim
-        lo[ax], hi[ax] = slice(1, None), slice(None, -1)
-        out[tuple(lo)] |= a[tuple(hi)]
-        out[tuple(hi)] |= a[tuple(lo)]
-    return out
 
 
 def _offset_level(offset_mm: float, sigma_mm: float) -> float:

@@ -24,6 +24,7 @@ __all__ = [
     "close_mm",
     "fill_holes_2d",
     "largest_components",
+    "face_touching",
 ]
 
 
@@ -250,3 +251,15 @@ def largest_components(mask: np.ndarray, *, connectivity: int = 6) -> tuple[np.n
     lab = cc3d.connected_components(np.ascontiguousarray(mask, dtype=np.uint8), connectivity=connectivity)
     counts = np.bincount(lab.ravel())
     return lab, counts
+
+
+def face_touching(a: np.ndarray) -> np.ndarray:
+    """Voxels with a face neighbour (6-connectivity) in ``a``; slicing, no structuring element."""
+    out = np.zeros(a.shape, bool)
+    for ax in range(a.ndim):
+        lo = [slice(None)] * a.ndim
+        hi = [slice(None)] * a.ndim
+        lo[ax], hi[ax] = slice(1, None), slice(None, -1)
+        out[tuple(lo)] |= a[tuple(hi)]
+        out[tuple(hi)] |= a[tuple(lo)]
+    return out

@@ -14,7 +14,7 @@ from ._geometry import Motion
 from ._hu import HU_BY_PHASE, PHASES
 from ._insert import estimate_noise_hu, insert_objects, insertion_truth
 from ._phantom import Phantom, generate_phantom, write_phantom
-from ._presets import PRESET_PHASE, PRESETS
+from ._presets import PRESET_PHASE, PRESETS, preset_phases
 from ._realism import Realism
 from ._objects import PlacementError
 from ._truth import CALCIFICATION_SUBTYPES, LESION_SUBTYPES, Landmark, ObjectSpec, Truth, TruthObject, UnplacedObject
@@ -36,6 +36,7 @@ __all__ = [
     "Realism",
     "PRESETS",
     "PRESET_PHASE",
+    "preset_phases",
     "PHASES",
     "HU_BY_PHASE",
     "ORGAN_LABELS",

@@ -19,11 +19,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from ._truth import ObjectSpec
 
-__all__ = ["PRESETS", "PRESET_PHASE", "preset_specs", "fov_scale", "derive_distribution"]
+__all__ = ["PRESETS", "PRESET_PHASE", "preset_phases", "preset_specs", "fov_scale", "derive_distribution"]
 
 PRESETS: tuple[str, ...] = (
     "normal",
@@ -42,6 +44,16 @@ PRESETS: tuple[str, ...] = (
 #: default contrast phase of each preset
 PRESET_PHASE: dict[str, str] = {p: "portal_venous" for p in PRESETS}
 PRESET_PHASE.update({"isolated_calcification": "non_contrast", "tuberculosis": "non_contrast", "schistosomiasis": "non_contrast"})
+
+
+def preset_phases(preset: str, phases: Iterable[str]) -> list[str]:
+    """``phases`` for one preset, ``"preset"`` standing for its own phase, each phase once, in order."""
+    out: list[str] = []
+    for p in phases:
+        q = PRESET_PHASE[preset] if p == "preset" else p
+        if q not in out:
+            out.append(q)
+    return out
 
 
 def fov_scale(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float, float]) -> float:
