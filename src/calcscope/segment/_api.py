@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..model import LiverSummary, Volume
+from ._grid import _bbox
 from ._classical import ClassicalParams, segment_classical
 from ._lobes import split_lobes
 from ._totalseg import run_totalsegmentator
@@ -69,14 +70,6 @@ def capsular_margin(volume: Volume, mask: np.ndarray, margin_mm: float, *, air_t
     out[box] = shell
     del dist, dmap
     return out
-
-
-def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Bounding box of a bool mask as slices, or None when it is empty."""
-    idx = [np.nonzero(mask.any(axis=tuple(j for j in range(mask.ndim) if j != a)))[0] for a in range(mask.ndim)]
-    if any(i.size == 0 for i in idx):
-        return None
-    return tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)
 
 
 def segment_liver(
@@ -153,7 +146,7 @@ def segment_liver(
         lobes = np.zeros(mask.shape, np.uint8)
         notes.append("no liver found")
     vml = volume.voxel_volume_mm3 / 1000.0
-    box = _bbox(mask)
+    box = _bbox(mask, [0, 0, 0])
     vals = volume.array[box][mask[box]] if box is not None else np.zeros(0, np.float32)
     q25, q50, q75 = np.percentile(vals, [25, 50, 75]) if vals.size else (None, None, None)
     lobe_counts = np.bincount(lobes[box][mask[box]], minlength=3) if box is not None else np.zeros(3, int)

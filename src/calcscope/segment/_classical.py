@@ -28,6 +28,7 @@ from ..model import Volume
 from ._landmarks import IvcTrackParams, find_aorta, find_ivc, track_ivc
 from ._grid import (
     Canonical,
+    _bbox,
     block_reduce_mean,
     close_mm,
     dilate_mm,
@@ -673,22 +674,14 @@ def _add_fat_interface_ring(
     inside the liver wherever fat borders it. Here, only voxels face-adjacent both to the
     mask and to a fat (or air) voxel outside it are considered, and the fat HU is measured
     around this liver (median of the outside voxels within ``fat_window_hu`` in the mask's
-    bounding box), so the midpoint holds for each scan. Voxels above ``upper_hu`` (vessels, bone,
-    calcium) and their face neighbours (bright from that partial volume) are not added. Nothing is done when fewer than ``min_fat_voxels`` fat voxels are
-    found. Returns the number of voxels added.
+    bounding box), so the midpoint holds for each scan. Voxels above ``upper_hu`` (vessels,
+    bone, calcium) and their face neighbours (bright from that partial volume) are not added.
+    Nothing is done when fewer than ``min_fat_voxels`` fat voxels are found. Returns the
+    number of voxels added.
     """
-    zs = np.nonzero(mask.any(axis=(1, 2)))[0]
-    if zs.size == 0:
+    box = _bbox(mask, [2, 2, 2])
+    if box is None:
         return 0
-    # bounding box (+2 voxels), the in-plane extent read on the liver's slices only
-    z0, z1 = max(int(zs[0]) - 2, 0), min(int(zs[-1]) + 3, mask.shape[0])
-    sub = mask[z0:z1]
-    ys, xs = np.nonzero(sub.any(axis=(0, 2)))[0], np.nonzero(sub.any(axis=(0, 1)))[0]
-    box = (
-        slice(z0, z1),
-        slice(max(int(ys[0]) - 2, 0), min(int(ys[-1]) + 3, mask.shape[1])),
-        slice(max(int(xs[0]) - 2, 0), min(int(xs[-1]) + 3, mask.shape[2])),
-    )
     m = np.asarray(mask[box])
     img = np.asarray(image[box])
     outside = ~m

@@ -178,9 +178,16 @@ def erode_mm(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float, fl
 
 
 def _bbox(mask: np.ndarray, pad: list[int]) -> tuple[slice, ...] | None:
-    idx = [np.nonzero(mask.any(axis=tuple(j for j in range(3) if j != a)))[0] for a in range(3)]
-    if any(i.size == 0 for i in idx):
+    """Bounding box of ``mask`` (3-D) grown by ``pad`` voxels per axis; None when it is empty.
+
+    The in-plane extent is read on the occupied slices only: one pass over the whole array
+    instead of three (the liver fills a part of a 512 x 512 x 300 CT).
+    """
+    zs = np.nonzero(mask.any(axis=(1, 2)))[0]
+    if zs.size == 0:
         return None
+    sub = mask[int(zs[0]):int(zs[-1]) + 1]
+    idx = [zs, np.nonzero(sub.any(axis=(0, 2)))[0], np.nonzero(sub.any(axis=(0, 1)))[0]]
     return tuple(slice(max(0, int(i[0]) - p), min(n, int(i[-1]) + p + 1)) for i, p, n in zip(idx, pad, mask.shape))
 
 

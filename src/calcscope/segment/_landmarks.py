@@ -79,15 +79,14 @@ def find_aorta(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float]
         # not); a contrast-filled lumen above the bone level (the aorta of a CT angiogram) is a
         # homogeneous component and is not bone: bone mixes cortex and marrow
         blab, nb = ndi.label(bone, structure=np.ones((3, 3), bool))
-        if nb >= 1:
-            sizes = np.bincount(blab.ravel())[1:].astype(float)
-            for k in range(nb):
-                v = img[z][blab == k + 1]
-                if v.size >= 4 and float(np.mean(v)) >= lumen_min_hu and float(np.std(v)) < lumen_max_cv * float(np.mean(v)):
-                    sizes[k] = 0.0
-            if not sizes.any():
-                continue  # only lumens: no spine in this slice
-            bone = blab == int(np.argmax(sizes) + 1)
+        index = np.arange(1, nb + 1)
+        sizes = np.bincount(blab.ravel(), minlength=nb + 1)[1:].astype(float)
+        mean = np.asarray(ndi.mean(img[z], blab, index))
+        lumen = (sizes >= 4) & (mean >= lumen_min_hu) & (np.asarray(ndi.standard_deviation(img[z], blab, index)) < lumen_max_cv * mean)
+        sizes[lumen] = 0.0
+        if not sizes.any():
+            continue  # only lumens: no spine in this slice
+        bone = blab == int(np.argmax(sizes) + 1)
         by, bx = np.nonzero(bone)
         cy, cx = by.mean(), bx.mean()
         ya, yb_ = int(max(0, cy - 80.0 / syy)), int(max(0, cy - 20.0 / syy))
