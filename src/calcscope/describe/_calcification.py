@@ -69,7 +69,7 @@ from ._geometry import (
     PrincipalAxes,
     principal_axes,
 )
-from ._lesion import axis_correlations, noise_correlation_factor
+from ._lesion import axis_correlations, correlation_factor
 
 __all__ = [
     "describe_calcifications",
@@ -441,7 +441,8 @@ def local_noise(
     sd = float(a[plain].std()) if n else 0.0
     if n < MIN_NOISE_VOXELS or sd <= 0.0:
         return None
-    return LocalNoise(sd, axis_correlations(a, plain), noise_correlation_factor(a, plain), n)
+    rho = axis_correlations(a, plain)  # measured once: the pair terms and the whole-region factor
+    return LocalNoise(sd, rho, correlation_factor(rho), n)
 
 
 def _lag_weight(rho: np.ndarray, offset: np.ndarray) -> float:

@@ -408,7 +408,11 @@ def noise_correlation_factor(img: np.ndarray, sel: np.ndarray, *, max_lag: int =
     float
         The factor, clipped to [1, 10]; 1 when there are too few pairs to measure it.
     """
-    rho = axis_correlations(img, sel, max_lag=max_lag, min_pairs=min_pairs)
+    return correlation_factor(axis_correlations(img, sel, max_lag=max_lag, min_pairs=min_pairs))
+
+
+def correlation_factor(rho: np.ndarray) -> float:
+    """The factor of :func:`noise_correlation_factor` from correlations already measured (:func:`axis_correlations`)."""
     factor = float(np.prod([max(1.0 + 2.0 * float(r.sum()), 1.0) for r in rho]))
     return float(np.clip(factor, 1.0, 10.0))
 
