@@ -397,3 +397,58 @@ def test_calcifications_inserted_into_real_ct_are_found():
         assert det.count == len(objs), ct.name
         for o in objs:
             assert np.any(det.labels[labels == o.label] > 0), (ct.name, o.id)
+
+
+def _noisy_arteries(seed=1, noise=34.0):
+    """Arterial-phase liver at CT-angiogram noise (34 HU) with two 3 mm arteries (280 HU)
+    brighter than the portal tree (130 HU) and one 3 mm calcification (700 HU)."""
+    spacing = (1.5, 1.5, 1.5)
+    arr, liver, margin = liver_case(shape=(60, 80, 80), spacing=spacing, liver_hu=70.0)
+    c = centre_mm(arr.shape, spacing)
+    _vessel_tree(arr, spacing, 130.0, c)
+    tube(arr, spacing, c + [-30, 20, -25], c + [30, 5, 25], 1.5, 280.0)
+    tube(arr, spacing, c + [-30, -20, 25], c + [30, -5, -20], 1.5, 280.0)
+    ball(arr, spacing, c + [10, -18, 18], 1.5, 700.0)
+    return finish(arr, spacing, noise=noise, seed=seed), liver, margin, c
+
+
+def test_noise_peaks_of_arteries_rejected_and_calcification_kept(monkeypatch):
+    """In a noisy arterial scan single-voxel noise peaks of arteries brighter than the
+    measured pool cross the threshold; they are explained by the sub-threshold artery they
+    lie on (``noise_on_vessel``), while the calcification stands out and is kept."""
+    import calcscope.detect._calcification as calc
+
+    vol, liver, margin, c = _noisy_arteries()
+    det = find_calcifications(vol, liver, phase="arterial", margin=margin)
+    assert det.count == 1
+    assert det.rejected["noise_on_vessel"] >= 2
+    cen = np.asarray(ndi.center_of_mass(det.labels == 1)) * 1.5
+    assert np.allclose(cen, c + [10, -18, 18], atol=1.5)
+    # the same scan without the test: the artery noise peaks are reported as calcifications
+    monkeypatch.setattr(calc, "_noise_on_vessel", lambda *a, **k: False)
+    assert find_calcifications(vol, liver, phase="arterial", margin=margin).count >= 3
+
+
+def _structure_case(structure_hu, focus_hu, noise=34.0, seed=0):
+    """A 40 mm tube (radius 2 mm) in 70 HU parenchyma with a one-voxel focus on its axis."""
+    from calcscope.detect._calcification import _noise_on_vessel
+
+    rng = np.random.default_rng(seed)
+    sp = np.array([1.5, 1.5, 1.5])
+    arr = np.full((30, 30, 30), 70.0, np.float32)
+    tube(arr, sp, [22.5, 22.5, 2.0], [22.5, 22.5, 43.0], 2.0, structure_hu)
+    arr += rng.normal(0, noise, arr.shape).astype(np.float32)
+    arr[15, 15, 15] = focus_hu
+    return _noise_on_vessel(arr, np.array([[15, 15, 15]]), sp, 70.0, noise, 340.0)
+
+
+def test_noise_on_vessel_rule_separates_blood_from_calcium():
+    # a noise peak (380 HU) on a 250 HU artery: explained by the artery
+    assert _structure_case(250.0, 380.0)
+    # a calcification (900 HU) on the same artery stands out of its noise
+    assert not _structure_case(250.0, 900.0)
+    # a partial-volume piece of a calcified septum (360 HU) on a septum that is itself above
+    # the threshold in places: calcified, not blood, so the rule does not apply
+    assert not _structure_case(330.0, 360.0)
+    # a focus in plain parenchyma has no structure around it
+    assert not _structure_case(70.0, 380.0)

@@ -138,3 +138,17 @@ def test_find_aorta_does_not_take_a_contrast_lumen_for_the_spine():
     assert 400.0 <= fit.hu <= 500.0
     cy, cx = fit.centre_yx
     assert abs(cy * 2.5 - 178) <= 6 and abs(cx * 2.5 - 168) <= 6
+
+
+@pytest.mark.parametrize("preset", ["schistosomiasis", "tuberculosis"])
+def test_calcified_liver_without_contrast_is_read_as_non_contrast(preset):
+    """The partial-volume rim of a calcified capsule and septa, or of many calcified granulomas,
+    is not taken for enhanced liver vessels: without contrast the phase is non-contrast, not
+    "unknown" (which would put the calcium threshold at the arterial level)."""
+    from calcscope.segment import segment_liver
+    from calcscope.segment._phase import estimate_phase
+
+    ph = synth.generate_phantom(preset, seed=0, phase="non_contrast")
+    est = estimate_phase(ph.volume, segment_liver(ph.volume).mask)
+    assert est.phase.value == "non_contrast", est.reason
+    assert est.portal_vein_hu < est.liver_hu + 30.0

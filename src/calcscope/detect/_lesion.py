@@ -37,6 +37,8 @@ Steps
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -455,7 +457,11 @@ def calcified_cavities(
         ext = max((b.stop - b.start) * s for b, s in zip(box, spacing_zyx))
         if ext < min_extent_mm or comp.sum() < 10 or min(b.stop - b.start for b in box) < 3:
             continue  # small, or flat (a plate encloses nothing; qhull needs 3-D input)
-        hull = convex_hull_image(comp)
+        with warnings.catch_warnings():
+            # points of a thin, oblique plate are coplanar: qhull warns and an empty hull
+            # comes back, which the ratio test below rejects (a plate encloses nothing)
+            warnings.simplefilter("ignore", UserWarning)
+            hull = convex_hull_image(comp)
         if hull.sum() < min_hull_ratio * comp.sum():
             continue
         inner = hull & ~ndi.binary_dilation(comp, iterations=1)

@@ -7,10 +7,16 @@ from scipy import ndimage as ndi
 
 from ..model import Phase, PhaseEstimate, Volume
 from ._classical import _body_mask, coarse_image
-from ._grid import block_reduce_mask, erode_mm
+from ._grid import _bbox, block_reduce_mask, erode_mm
 from ._landmarks import find_aorta
 
 __all__ = ["estimate_phase", "classify_phase"]
+
+#: a voxel this bright is calcium (or dense contrast), not the blood of the liver's veins in any
+#: phase; the blocks of the working grid holding one, and their neighbours, do not count for the
+#: liver-vessel reading: the partial-volume rim of a calcified capsule and septa (schistosomiasis)
+#: or of many calcified granulomas would read as "enhanced vessels" on a non-contrast scan
+CALCIUM_HU = 300.0
 
 
 def classify_phase(aorta_hu: float | None, vessel_hu: float | None, liver_hu: float | None) -> tuple[Phase, str]:
@@ -54,6 +60,16 @@ def classify_phase(aorta_hu: float | None, vessel_hu: float | None, liver_hu: fl
     )
 
 
+def _near_calcium(volume: Volume, liver_mask: np.ndarray, can, factors: tuple[int, int, int]) -> np.ndarray:
+    """Working-grid blocks holding a voxel above :data:`CALCIUM_HU` in the liver, grown by one block."""
+    native = np.zeros(liver_mask.shape, bool)
+    box = _bbox(liver_mask, [0, 0, 0])
+    if box is not None:
+        native[box] = (volume.array[box] > CALCIUM_HU) & liver_mask[box]
+    coarse = block_reduce_mask(can.from_native(native), factors, level=0.0)
+    return ndi.binary_dilation(coarse, structure=np.ones((3, 3, 3), bool)) if coarse.any() else coarse
+
+
 def estimate_phase(volume: Volume, liver_mask: np.ndarray | None, *, work_spacing_mm: float = 2.5) -> PhaseEstimate:
     """Estimate the contrast phase from the image.
 
@@ -91,6 +107,7 @@ def estimate_phase(volume: Volume, liver_mask: np.ndarray | None, *, work_spacin
         core = erode_mm(lm, 5.0, sp)
         if core.sum() < 50:
             core = lm
+        core = core & ~_near_calcium(volume, liver_mask, can, f)
         sm = ndi.gaussian_filter(img, [1.5 / s for s in sp])
         vals = sm[core]
         vals = vals[vals < 400.0]  # calcifications are not vessels
