@@ -157,9 +157,25 @@ def test_growth_diameter_decides_only_without_volumes() -> None:
     assert both is not None and len(both.criteria_met) == 2
 
 
-def test_growth_over_a_long_interval_is_not_alerted() -> None:
-    assert _alert(50.0, 100.0, 5.0, 8.0, days=400) is None
+def test_growth_over_a_long_interval_is_judged_as_a_yearly_rate() -> None:
+    """Over more than 12 months the increase is scaled to a yearly rate, by the alert and by
+    the reasoning's growth feature alike (one definition of growing)."""
+    from calcscope.reason._features import is_growing
+
     assert _alert(50.0, 100.0, 5.0, 8.0, days=365) is not None
+    fast = _alert(50.0, 100.0, 5.0, 8.0, days=400)  # +100 % in 400 days: +91 % per 365 days
+    assert fast is not None
+    assert "+91 % per 365 days" in fast.criteria_met[0] and len(fast.criteria_met) == 1  # no diameter
+    assert "rate" in fast.statement
+    slow = (50.0, 75.0, 5.0, 8.0)  # +50 % in 1000 days: +18 % per 365 days
+    assert _alert(*slow, days=1000) is None
+    assert _alert(*slow, days=300) is not None
+    for days, expected in ((1000, False), (400, True), (300, True)):
+        a = F("p", "calcification", (0, 0, 0), 5.0, 50.0)
+        b = F("c", "calcification", (0, 0, 0), 8.0, 75.0 if days != 400 else 100.0)
+        ch = finding_change(a, b, prior_date=dt.date(2024, 1, 1), current_date=dt.date(2024, 1, 1) + dt.timedelta(days=days))
+        assert is_growing(b.model_copy(update={"change": ch})) is expected
+        assert (assess_growth(a, b, ch, calcified=True) is not None) is expected
     unknown = _alert(50.0, 100.0, 5.0, 8.0, days=None)
     assert unknown is not None and unknown.interval_days is None and "unknown" in unknown.statement
 

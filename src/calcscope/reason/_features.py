@@ -43,6 +43,7 @@ __all__ = [
     "clinical_features",
     "is_growing",
     "growth_beyond_noise",
+    "growth_rate_percent",
 ]
 
 #: volume growth (%) within GROWTH_WINDOW_DAYS at or above which a finding counts as growing
@@ -168,11 +169,25 @@ def growth_beyond_noise(ch: Change, k: float = GROWTH_MIN_SD_MULTIPLE) -> bool:
     return ch.growth_percent > k * ch.growth_sd_percent
 
 
+def growth_rate_percent(ch: Change, window_days: float = GROWTH_WINDOW_DAYS) -> float | None:
+    """Volume growth (%) as a rate per ``window_days``: the growth itself over an interval of at
+    most the window (or an unknown one), scaled linearly to the window over a longer interval
+    (30 % over 24 months counts as 15 % per 12 months). None without a growth figure. The one
+    rate the reasoning's growth features (:func:`is_growing`) and the follow-up alert
+    (:func:`calcscope.track.assess_growth`) compare with their threshold.
+    """
+    if ch.growth_percent is None:
+        return None
+    if ch.interval_days is not None and ch.interval_days > window_days:
+        return ch.growth_percent * window_days / ch.interval_days
+    return ch.growth_percent
+
+
 def is_growing(f: Finding) -> bool | None:
     """Whether a finding grew by >= GROWTH_THRESHOLD_PERCENT within GROWTH_WINDOW_DAYS.
 
     Growth over a longer interval is scaled linearly to the window (e.g. 30 % over 24
-    months counts as 15 % per 12 months). When the absolute volume change is known it must
+    months counts as 15 % per 12 months, :func:`growth_rate_percent`). When the absolute volume change is known it must
     also reach GROWTH_MIN_VOLUME_MM3, and when the change carries a noise SD the measured
     increase must exceed GROWTH_MIN_SD_MULTIPLE times it (:func:`growth_beyond_noise`).
     None when no growth figure is given.
@@ -184,10 +199,7 @@ def is_growing(f: Finding) -> bool | None:
         return False
     if not growth_beyond_noise(ch):
         return False
-    growth = ch.growth_percent
-    if ch.interval_days is not None and ch.interval_days > GROWTH_WINDOW_DAYS:
-        growth = growth * GROWTH_WINDOW_DAYS / ch.interval_days
-    return growth >= GROWTH_THRESHOLD_PERCENT
+    return growth_rate_percent(ch) >= GROWTH_THRESHOLD_PERCENT  # type: ignore[operator]
 
 
 def format_sd(sd: float) -> str:

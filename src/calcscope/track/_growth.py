@@ -6,8 +6,9 @@ over a short interval should raise the suspicion of malignant transformation and
 prompt a surgical opinion (``seeds/003_f4e56972f096d8df.txt``). The seeds give no
 number, so calcscope documents its own operational threshold
 (:class:`GrowthThresholds`): a calcification, or a lesion holding a calcification,
-is flagged as *growing* when over an interval of at most 12 months (or an unknown
-interval) its volume rose by at least 20 % **and** at least 10 mm³, **and**, when
+is flagged as *growing* when its volume rose by at least 20 % per 12 months (over a longer
+interval the increase is scaled linearly to 12 months, a yearly rate; over a shorter or an
+unknown one it is taken as it is) **and** by at least 10 mm³, **and**, when
 both volumes carry a noise SD (``measurements["volume_sd_mm3"]``, which the image
 pipeline gives calcifications and lesions), the increase exceeds twice its own noise SD
 (``Change.growth_sd_percent``, percentage points). 20 % mirrors the RECIST progression
@@ -45,6 +46,7 @@ from ..reason._features import (
     GROWTH_WINDOW_DAYS,
     format_sd,
     growth_beyond_noise,
+    growth_rate_percent,
 )
 
 __all__ = [
@@ -75,7 +77,10 @@ class GrowthThresholds:
     min_diameter_mm: float
         Increase of the longest diameter (mm); decides only when a volume is missing.
     max_interval_days: float
-        Longest interval (days) still called "short"; 12 months.
+        Interval (days) that ``min_volume_percent`` refers to, 12 months: growth over a longer
+        interval is scaled linearly to it (a yearly rate, :func:`growth_rate_percent`), as the
+        reasoning's growth features do. Until the seventh session a longer interval raised no
+        alert at all, while the reasoning called the same change growing.
     min_sd_multiple: float
         When the change carries a noise SD (``Change.growth_sd_percent``), the volume
         increase (%) must exceed this many times it (2: beyond what noise makes about
@@ -197,13 +202,21 @@ def is_calcified(finding: Finding, all_findings: list[Finding]) -> bool:
 
 
 def _volume_criterion(
-    growth_percent: float, dv_mm3: float, sd_percent: float | None, thresholds: GrowthThresholds
+    growth_percent: float, dv_mm3: float, sd_percent: float | None, thresholds: GrowthThresholds,
+    *, rate: float | None = None,
 ) -> str:
-    """The volume criterion in words, with the noise SD when the change carries one."""
-    text = (
-        f"volume +{growth_percent:.0f} % (+{dv_mm3:.1f} mm³) >= "
-        f"{thresholds.min_volume_percent:g} % and {thresholds.min_volume_mm3:g} mm³"
-    )
+    """The volume criterion in words, with the rate over a long interval and the noise SD when known."""
+    if rate is None:
+        text = (
+            f"volume +{growth_percent:.0f} % (+{dv_mm3:.1f} mm³) >= "
+            f"{thresholds.min_volume_percent:g} % and {thresholds.min_volume_mm3:g} mm³"
+        )
+    else:
+        text = (
+            f"volume +{growth_percent:.0f} % (+{dv_mm3:.1f} mm³), +{rate:.0f} % per "
+            f"{thresholds.max_interval_days:.0f} days >= {thresholds.min_volume_percent:g} % and "
+            f"{thresholds.min_volume_mm3:g} mm³"
+        )
     if sd_percent is not None:
         text += (
             f", and > {thresholds.min_sd_multiple:g} x its noise SD of {format_sd(sd_percent)} percentage points"
@@ -234,28 +247,39 @@ def assess_growth(
     """
     if not calcified:
         return None
-    if change.interval_days is not None and change.interval_days > thresholds.max_interval_days:
-        return None
+    long_interval = change.interval_days is not None and change.interval_days > thresholds.max_interval_days
+    rate = growth_rate_percent(change, thresholds.max_interval_days)
     criteria: list[str] = []
     dv_mm3 = None
     if prior.volume_mm3 is not None and current.volume_mm3 is not None:
         dv_mm3 = current.volume_mm3 - prior.volume_mm3
     if (
-        change.growth_percent is not None
+        rate is not None
         and dv_mm3 is not None
-        and change.growth_percent >= thresholds.min_volume_percent
+        and rate >= thresholds.min_volume_percent
         and dv_mm3 >= thresholds.min_volume_mm3
         and growth_beyond_noise(change, thresholds.min_sd_multiple)
     ):
-        criteria.append(_volume_criterion(change.growth_percent, dv_mm3, change.growth_sd_percent, thresholds))
+        criteria.append(_volume_criterion(change.growth_percent, dv_mm3, change.growth_sd_percent, thresholds,
+                                          rate=rate if long_interval else None))
     volume_met = bool(criteria)
-    diameter_met = change.diameter_change_mm is not None and change.diameter_change_mm >= thresholds.min_diameter_mm
+    # the diameter (which decides only without volumes) has no rate: over a long interval it does not
+    diameter_met = (
+        not long_interval
+        and change.diameter_change_mm is not None
+        and change.diameter_change_mm >= thresholds.min_diameter_mm
+    )
     if diameter_met:
         criteria.append(f"longest diameter +{change.diameter_change_mm:.1f} mm >= {thresholds.min_diameter_mm:g} mm")
     if not (volume_met or (diameter_met and dv_mm3 is None)):
         return None
     if change.interval_days is None:
         when = "over an interval of unknown length (give the study dates to judge how fast)"
+    elif long_interval:
+        when = (
+            f"over {change.interval_days:.0f} days (longer than {thresholds.max_interval_days:.0f} days: "
+            "judged as a rate per that interval)"
+        )
     else:
         when = f"over {change.interval_days:.0f} days (<= {thresholds.max_interval_days:.0f} days)"
     what = "calcification" if current.kind in ("calcification", "duct_stone") else "calcified lesion"
