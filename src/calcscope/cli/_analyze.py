@@ -116,7 +116,10 @@ def summarise(analysis) -> None:
     counts = ", ".join(f"{v} {k}" for k, v in sorted(n.items())) or "no findings"
     err_console.print(f"phase: {analysis.phase.phase.value if analysis.phase else '?'}; liver {analysis.liver.volume_ml:.0f} mL; {counts}", highlight=False)
     d = analysis.differential
-    if d is not None:
+    if d is not None and not analysis.findings:
+        # priors alone are not a differential: listing them would read as a suggestion
+        err_console.print("differential: none (no liver finding, so no condition is favoured)", highlight=False)
+    elif d is not None:
         if d.insufficient_evidence:
             err_console.print("differential: insufficient evidence to rank conditions", highlight=False)
         for rc in d.ranked[:3]:

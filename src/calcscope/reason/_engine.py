@@ -224,6 +224,8 @@ def _rule_applies(
         return False
     if any(f in obs and obs[f].present for f in w.features_not_present):
         return False
+    if w.any_present and not any(f in obs and obs[f].present for f in w.any_present):
+        return False
     if w.any_unknown and all(f in obs for f in w.any_unknown):
         return False
     if w.all_unknown and any(f in obs for f in w.all_unknown):
@@ -409,7 +411,7 @@ def _impression(ranked: list[RankedCondition], insufficient: bool, obs: dict[str
     tail = " and ".join(f"{r.name.lower()} ({r.probability:.2f})" for r in others)
     if not imaging_given:
         text = (
-            "No imaging finding was given, so the evidence does not favour any condition; "
+            "No liver finding was found or given, so the evidence does not favour any condition; "
             f"by prior and context alone the leading possibilities would be {top.name.lower()} "
             f"({top.probability:.2f}), {tail}."
         )

@@ -152,12 +152,15 @@ class When(BaseModel):
     features_present: list[str] = Field(default_factory=list)
     features_absent: list[str] = Field(default_factory=list)
     features_not_present: list[str] = Field(default_factory=list)
+    #: at least one of these observed present (e.g. some finding to describe further)
+    any_present: list[str] = Field(default_factory=list)
     any_unknown: list[str] = Field(default_factory=list)
     all_unknown: list[str] = Field(default_factory=list)
     insufficient_evidence: bool | None = None
 
     def feature_ids(self) -> list[str]:
-        return [*self.features_present, *self.features_absent, *self.features_not_present, *self.any_unknown, *self.all_unknown]
+        return [*self.features_present, *self.features_absent, *self.features_not_present, *self.any_present,
+                *self.any_unknown, *self.all_unknown]
 
 
 class RecommendationRule(BaseModel):
