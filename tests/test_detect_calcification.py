@@ -439,7 +439,8 @@ def _structure_case(structure_hu, focus_hu, noise=34.0, seed=0):
     tube(arr, sp, [22.5, 22.5, 2.0], [22.5, 22.5, 43.0], 2.0, structure_hu)
     arr += rng.normal(0, noise, arr.shape).astype(np.float32)
     arr[15, 15, 15] = focus_hu
-    return _noise_on_vessel(arr, np.array([[15, 15, 15]]), sp, 70.0, noise, 340.0)
+    smooth = ndi.gaussian_filter(arr, sigma=1.0 / sp, mode="nearest")
+    return _noise_on_vessel(arr, smooth, np.array([[15, 15, 15]]), sp, 70.0, noise, 340.0)
 
 
 def test_noise_on_vessel_rule_separates_blood_from_calcium():

@@ -366,6 +366,7 @@ class _VesselTree:
     is_tree: np.ndarray  # bool per component label (index 0 unused)
     sizes: np.ndarray  # voxel count per component label
     pool_hu: float | None
+    smooth: np.ndarray  # the working box smoothed by VESSEL_SMOOTH_MM (float32)
 
 
 def _vessel_tree(
@@ -395,7 +396,7 @@ def _vessel_tree(
     n = int(lab.max())
     is_tree = np.zeros(n + 1, dtype=bool)
     if n == 0:
-        return _VesselTree(lab, is_tree, np.zeros(1, dtype=np.int64), None)
+        return _VesselTree(lab, is_tree, np.zeros(1, dtype=np.int64), None, smooth)
     stats = cc3d.statistics(lab)
     counts = np.asarray(stats["voxel_counts"])
     boxes = stats["bounding_boxes"]
@@ -419,7 +420,7 @@ def _vessel_tree(
             if med <= ceiling:
                 is_tree[k] = True
     if not is_tree.any():
-        return _VesselTree(lab, is_tree, counts, None)
+        return _VesselTree(lab, is_tree, counts, None, smooth)
     in_tree = is_tree[lab]
     # Voxels next to anything clearly brighter than blood (calcium touching a vessel)
     # do not speak for the vessel lumen. Two passes: first exclude what is above the
@@ -443,9 +444,9 @@ def _vessel_tree(
             break
         pool = float(np.percentile(_sample(vals), VESSEL_POOL_PERCENTILE))
     if pool is None:
-        return _VesselTree(lab, is_tree, counts, None)
+        return _VesselTree(lab, is_tree, counts, None, smooth)
     pool = min(pool, VESSEL_POOL_MAX_HU.get(phase, VESSEL_POOL_MAX_HU["unknown"]))
-    return _VesselTree(lab, is_tree, counts, pool)
+    return _VesselTree(lab, is_tree, counts, pool, smooth)
 
 
 # --------------------------------------------------------------------------------------
@@ -570,7 +571,7 @@ def find_calcifications(
             if tree is not None and _is_vessel(a, tree, coords, second, elong, flat, phase_name):
                 rejected["vessel"] += 1
                 continue
-            if tree is not None and _noise_on_vessel(a, coords, spacing, parenchyma_hu, noise_hu, thr):
+            if tree is not None and _noise_on_vessel(a, tree.smooth, coords, spacing, parenchyma_hu, noise_hu, thr):
                 rejected["noise_on_vessel"] += 1
                 continue
             cen = tuple(float(c) for c in coords.mean(0))
@@ -776,6 +777,7 @@ def _is_vessel(
 
 def _noise_on_vessel(
     a: np.ndarray,
+    smooth: np.ndarray,
     coords: np.ndarray,
     spacing: np.ndarray,
     parenchyma_hu: float,
@@ -784,8 +786,8 @@ def _noise_on_vessel(
 ) -> bool:
     """Whether a focus is a noise peak of a sub-threshold enhanced structure it lies on.
 
-    The structure is the 26-connected region of the smoothed image (Gaussian,
-    :data:`VESSEL_SMOOTH_MM`) above parenchyma + :data:`VESSEL_DELTA_HU` that holds the focus,
+    The structure is the 26-connected region of the smoothed image (``smooth``: the working
+    box smoothed by :data:`VESSEL_SMOOTH_MM`, as the vessel tree reads it) above parenchyma + :data:`VESSEL_DELTA_HU` that holds the focus,
     within :data:`ON_VESSEL_BOX_MM` of it, minus the voxels within :data:`ON_VESSEL_NEAR_MM` of
     the focus. It explains the focus when it is large (:data:`ON_VESSEL_MIN_MM3`), stays below
     the threshold (at most :data:`ON_VESSEL_MAX_EXCEED` of its voxels above it) and the focus's
@@ -799,8 +801,7 @@ def _noise_on_vessel(
     box = a[sl].astype(np.float32)
     focus = np.zeros(box.shape, dtype=bool)
     focus[tuple((coords - lo).T)] = True
-    smooth = ndi.gaussian_filter(box, sigma=VESSEL_SMOOTH_MM / spacing, mode="nearest")
-    lab = cc3d.connected_components((smooth > parenchyma_hu + VESSEL_DELTA_HU) | focus, connectivity=26)
+    lab = cc3d.connected_components((smooth[sl] > parenchyma_hu + VESSEL_DELTA_HU) | focus, connectivity=26)
     ids = np.unique(lab[focus])
     near = ndi.distance_transform_edt(~focus, sampling=spacing) <= ON_VESSEL_NEAR_MM
     structure = np.isin(lab, ids[ids > 0]) & ~near
