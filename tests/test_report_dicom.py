@@ -93,9 +93,17 @@ def test_sr_measurements_equal_analysis_json(dicom_case):
     assert sr.ContentSequence is not None
     data = json.loads((out / "analysis.json").read_text())
     findings = {f["id"]: f for f in data["findings"]}
-    groups = sr.content.get_volumetric_roi_measurement_groups()
+    liver_group, *groups = sr.content.get_volumetric_roi_measurement_groups()
     assert [g.tracking_identifier for g in groups] == [f["id"] for f in data["findings"]]
     seg_numbers = {s.SegmentLabel: int(s.SegmentNumber) for s in seg.SegmentSequence}
+    # the liver's own group comes first: its volume and median HU, referencing the liver segment
+    assert liver_group.tracking_identifier == "liver"
+    assert liver_group.finding_type.value == "10200004"
+    assert liver_group.referenced_segment.referenced_segment_numbers == [seg_numbers["liver"]]
+    got = {m.name.value + (":" + m.derivation.value if m.derivation is not None else ""): m.value
+           for m in liver_group.get_measurements()}
+    assert got == pytest.approx({"118565006": data["liver"]["volume_ml"] * 1000.0,
+                                 "112031:373099004": data["liver"]["hu_median"]}, rel=1e-9)
     for g in groups:
         f = findings[g.tracking_identifier]
         ref = g.referenced_segment
@@ -213,3 +221,59 @@ def test_standalone_writers_match_write_outputs(dicom_case, tmp_path):
     assert seg.path.read_bytes() == (out / "segmentation.dcm").read_bytes()
     assert sr.read_bytes() == (out / "measurements.dcm").read_bytes()
     assert seg.segment_numbers == {1: 1, 2: 2, 101: 3, 102: 4, 1001: 5, 1002: 6, 1003: 7}
+
+
+def test_seg_and_sr_on_a_series_with_an_empty_character_set_and_no_finding(tmp_path):
+    """dcmqi's 3 slices: empty Specific Character Set, a one-component patient name, no liver finding.
+
+    The SEG then holds the liver alone and the SR the liver's own measurement group; both
+    were skipped before (highdicom rejected the empty character set, and a TID 1500 report
+    needs at least one measurement group).
+    """
+    import warnings
+
+    import highdicom as hd
+    import pydicom
+
+    from calcscope.pipeline import analyze
+
+    series = SHARED / "dcmqi-ct3slice-liver" / "ct-3slice"
+    if not series.is_dir():
+        pytest.skip(f"shared data absent: {series.name} (see ../shared/data/MANIFEST.md)")
+    assert pydicom.dcmread(next(series.glob("*.dcm")), stop_before_pixels=True).SpecificCharacterSet == ""
+    run = analyze(series, timestamp=False)
+    assert run.analysis.findings == []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        files = write_outputs(tmp_path / "o", run.analysis, run.volume, run.masks)
+    assert not [w for w in caught if "person name" in str(w.message)]
+    assert [p.name for p in files] == ALL_FILES
+    data = json.loads((tmp_path / "o" / "analysis.json").read_text())
+    assert not [w for w in data["warnings"] if "SEG" in w or "SR" in w]
+    seg = hd.seg.segread(tmp_path / "o" / "segmentation.dcm")
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["liver"]
+    assert "SpecificCharacterSet" not in seg  # empty in the source: the default repertoire
+    assert str(seg.PatientName) == "JANCT000"  # copied as the source holds it
+    sr = hd.sr.srread(tmp_path / "o" / "measurements.dcm")
+    (group,) = sr.content.get_volumetric_roi_measurement_groups()
+    assert group.tracking_identifier == "liver"
+    assert group.referenced_segment.referenced_segment_numbers == [1]
+    volume = {m.name.value: m.value for m in group.get_measurements()}["118565006"]
+    assert volume == pytest.approx(run.analysis.liver.volume_ml * 1000.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("value, expected", [("", None), (["", "ISO 2022 IR 100"], ["ISO 2022 IR 6", "ISO 2022 IR 100"]),
+                                             ("ISO_IR 100", "ISO_IR 100")])
+def test_empty_character_set_is_read_as_the_default_repertoire(value, expected):
+    from pydicom.dataset import Dataset
+
+    from calcscope.report._dicom import _normalise_character_set
+
+    ds = Dataset()
+    ds.SpecificCharacterSet = value
+    _normalise_character_set(ds)
+    if expected is None:
+        assert "SpecificCharacterSet" not in ds
+    else:
+        got = ds.SpecificCharacterSet
+        assert (list(got) if not isinstance(got, str) else got) == expected

@@ -26,6 +26,8 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import uuid
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,12 +103,45 @@ def read_source_datasets(volume: Volume) -> list:
                 ds.SOPClassUID = meta.MediaStorageSOPClassUID
             if not str(ds.get("SOPInstanceUID", "") or "") and meta.get("MediaStorageSOPInstanceUID"):
                 ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        _normalise_character_set(ds)
         # type 2 attributes that highdicom copies into SEG/SR: present, possibly empty
         for kw in _TYPE2_COPIED:
             if kw not in ds:
                 setattr(ds, kw, "")
         out.append(ds)
     return out
+
+
+@contextmanager
+def _source_names_as_given():
+    """Copy the source's Patient/Referring names without highdicom's format advice.
+
+    A single-component name such as an anonymiser's "JANCT000" is what the source
+    holds; the SEG and SR must carry it unchanged, so the advice would only clutter
+    the user's console.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*unlikely to represent the intended person name",
+                                category=UserWarning)
+        yield
+
+
+def _normalise_character_set(ds) -> None:
+    """Spell an empty Specific Character Set the way highdicom accepts it (in memory).
+
+    An empty value means the default repertoire (PS3.3 C.12.1.1.2), which is what an
+    absent attribute means too; an empty first value of a multi-valued set means the
+    default repertoire with code extensions, 'ISO 2022 IR 6'. highdicom copies the
+    attribute into the SEG and SR and rejects the empty string.
+    """
+    if "SpecificCharacterSet" not in ds:
+        return
+    value = ds.SpecificCharacterSet
+    values = [str(value or "").strip()] if isinstance(value, str) or value is None else [str(v or "").strip() for v in value]
+    if not any(values):
+        del ds.SpecificCharacterSet
+    elif not values[0]:
+        ds.SpecificCharacterSet = ["ISO 2022 IR 6", *values[1:]]
 
 
 def complete_sources(sources: list, digest: str) -> list[str]:
@@ -313,23 +348,24 @@ def write_dicom_seg(
     by_label = _findings_by_label(analysis)
     descriptions = [_segment_description(v, numbers[v], by_label.get(v), analysis, digest) for v in values]
     try:
-        seg = hd.seg.Segmentation(
-            source_images=sources,
-            pixel_array=seg_array,
-            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=descriptions,
-            series_instance_uid=_uid(digest, "seg-series"),
-            series_number=SEG_SERIES_NUMBER,
-            sop_instance_uid=_uid(digest, "seg-instance"),
-            instance_number=1,
-            manufacturer=_MANUFACTURER,
-            manufacturer_model_name=_MODEL,
-            software_versions=_software_version(analysis),
-            device_serial_number="none",
-            content_description="calcscope liver, lesion, duct and calcification masks",
-            content_label="CALCSCOPE",
-            series_description="calcscope segmentation",
-        )
+        with _source_names_as_given():
+            seg = hd.seg.Segmentation(
+                source_images=sources,
+                pixel_array=seg_array,
+                segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+                segment_descriptions=descriptions,
+                series_instance_uid=_uid(digest, "seg-series"),
+                series_number=SEG_SERIES_NUMBER,
+                sop_instance_uid=_uid(digest, "seg-instance"),
+                instance_number=1,
+                manufacturer=_MANUFACTURER,
+                manufacturer_model_name=_MODEL,
+                software_versions=_software_version(analysis),
+                device_serial_number="none",
+                content_description="calcscope liver, lesion, duct and calcification masks",
+                content_label="CALCSCOPE",
+                series_description="calcscope segmentation",
+            )
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise DicomMismatch(f"highdicom could not build the SEG from these source headers ({type(exc).__name__}: {exc})") from exc
     date, time = _content_datetime(analysis, sources)
@@ -359,6 +395,55 @@ def _measurements(f: Finding) -> list:
             continue
         out.append(hd.sr.Measurement(name=name, value=float(value), unit=unit, derivation=derivation))
     return out
+
+
+def _referenced_segment(seg: SegResult, label: int):
+    """SR reference to the segment holding ``label``, with its frames and source images.
+
+    highdicom's ``from_segmentation`` looks for the segment number in each frame's
+    functional groups; a SEG with a single segment keeps it in the shared groups, so
+    that SEG is referenced by its frames and source series directly.
+    """
+    import highdicom as hd
+
+    number = seg.segment_numbers[label]
+    try:
+        return hd.sr.ReferencedSegment.from_segmentation(seg.dataset, number)
+    except AttributeError:
+        ds = seg.dataset
+        return hd.sr.ReferencedSegment(
+            sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID, segment_number=number,
+            frame_numbers=list(range(1, int(ds.NumberOfFrames) + 1)),
+            source_series=hd.sr.SourceSeriesForSegmentation(ds.ReferencedSeriesSequence[0].SeriesInstanceUID),
+        )
+
+
+def _liver_group(analysis: Analysis, seg: SegResult, digest: str, algo) -> list:
+    """The liver's own measurement group (volume, median HU), first in the SR.
+
+    It gives every report one group to hold even when the liver has no finding, which
+    the TID 1500 measurement report requires.
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    liver = analysis.liver
+    if liver is None or LABEL_LIVER not in seg.segment_numbers:
+        return []
+    measurements = [hd.sr.Measurement(name=codes.SCT.Volume, value=float(liver.volume_ml) * 1000.0,
+                                      unit=codes.UCUM.CubicMillimeter)]
+    if liver.hu_median is not None:
+        measurements.append(hd.sr.Measurement(name=codes.DCM.AttenuationCoefficient, value=float(liver.hu_median),
+                                              unit=codes.UCUM.HounsfieldUnit, derivation=codes.SCT.Median))
+    ref = _referenced_segment(seg, LABEL_LIVER)
+    return [hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=_uid(digest, "tracking:liver"), identifier="liver"),
+        referenced_segment=ref,
+        finding_type=codes.SCT.Liver,
+        algorithm_id=algo,
+        finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Liver)],
+        measurements=measurements,
+    )]
 
 
 def _finding_type(f: Finding):
@@ -415,14 +500,14 @@ def write_dicom_sr(
         complete_sources(sources, digest)
     version = _software_version(analysis)
     algo = hd.sr.AlgorithmIdentification(name="calcscope", version=version)
-    groups = []
+    groups = _liver_group(analysis, seg, digest, algo)
     for f in analysis.findings:
         if f.label is None or f.label not in seg.segment_numbers:
             continue
         measurements = _measurements(f)
         if not measurements:
             continue
-        ref = hd.sr.ReferencedSegment.from_segmentation(seg.dataset, seg.segment_numbers[f.label])
+        ref = _referenced_segment(seg, f.label)
         groups.append(
             hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(uid=_uid(digest, f"tracking:{f.label}"),
@@ -443,22 +528,23 @@ def write_dicom_sr(
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
-        imaging_measurements=groups or None,
+        imaging_measurements=groups,
     )
     try:
-        sr = hd.sr.Comprehensive3DSR(
-            evidence=[*sources, seg.dataset],
-            content=report,
-            series_instance_uid=_uid(digest, "sr-series"),
-            series_number=SR_SERIES_NUMBER,
-            sop_instance_uid=_uid(digest, "sr-instance"),
-            instance_number=1,
-            manufacturer=_MANUFACTURER,
-            is_complete=False,
-            is_final=False,
-            is_verified=False,
-            series_description="calcscope measurements",
-        )
+        with _source_names_as_given():
+            sr = hd.sr.Comprehensive3DSR(
+                evidence=[*sources, seg.dataset],
+                content=report,
+                series_instance_uid=_uid(digest, "sr-series"),
+                series_number=SR_SERIES_NUMBER,
+                sop_instance_uid=_uid(digest, "sr-instance"),
+                instance_number=1,
+                manufacturer=_MANUFACTURER,
+                is_complete=False,
+                is_final=False,
+                is_verified=False,
+                series_description="calcscope measurements",
+            )
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise DicomMismatch(f"highdicom could not build the SR from these source headers ({type(exc).__name__}: {exc})") from exc
     date, time = _content_datetime(analysis, sources)
