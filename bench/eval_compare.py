@@ -274,6 +274,11 @@ def run_pair(k: int, *, findings_mode: str, liver: str, shape, spacing) -> dict:
                "true_volume_mm3": [true_p[t].volume_analytic_mm3, true_c[t].volume_analytic_mm3],
                "measured_volume_mm3": [m.prior_volume_mm3, m.current_volume_mm3]}
         if m.kind == "calcification":
+            # the phantom's calcium keeps its density, so its content changes as its volume does
+            if m.content_change_percent is not None:
+                rec["content"] = {"measured_pct": m.content_change_percent,
+                                  "error_pp": m.content_change_percent - true_pct,
+                                  "sd_pp": m.content_change_sd_percent}
             calc_changes.append(rec)
         if true_p[t].size_mm < 5.0 or true_c[t].size_mm < 5.0:
             continue
@@ -345,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(n={r['landmarks']}), match {r['match_correct']}/{r['match_decisions']}, "
             f"RECIST {r['recist_measured']} (truth {r['recist_truth']}), alerts {r['growth_alerts']}, "
             f"vol err pp (error, sd) {[(round(v['error_pp'], 1), v['sd_pp']) for v in r['volume_errors']]}, "
-            f"calc (true %, error, sd) {[(round(v['true_pct']), round(v['error_pp'], 1), v['sd_pp']) for v in r['calcification_changes']]}, "
+            f"calc (true %, error, sd; content error, sd) {[(round(v['true_pct']), round(v['error_pp'], 1), v['sd_pp'], round(v['content']['error_pp'], 1) if 'content' in v else None, v['content']['sd_pp'] if 'content' in v else None) for v in r['calcification_changes']]}, "
             f"{r['seconds']}",
             flush=True,
         )
@@ -384,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
             for kind in ("lesion", "calcification")
         },
         "calcification_changes_all_sizes": _change_stats(calc_all),
+        # the same pairs measured by their calcium content (summed HU excess) instead of their volume
+        "calcification_content_changes_all_sizes": _change_stats([v["content"] for v in calc_all if "content" in v]),
         "recist_correct_fraction": rec_ok / len(rows),
         "growth_alert_pairs": {"tp": alert_tp, "fp": alert_fp, "fn": alert_fn},
         "compare_seconds_median": float(np.median([r["seconds"]["compare"] for r in rows])),

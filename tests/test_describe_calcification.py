@@ -387,9 +387,10 @@ def _calibration_scene(spacing, shape_kind, size_mm):
 
 
 def _volumes_over_noise_draws(spacing, shape_kind, size_mm, smooth_vox, draws):
-    """(volume mm³, reported SD mm³) of the focus nearest the object, one per noise draw."""
+    """(volume mm³, reported SD mm³) of the focus nearest the object, one per noise draw, and
+    (calcium content HU·mL, its reported SD) as the third and fourth arrays."""
     arr, liver, c = _calibration_scene(spacing, shape_kind, size_mm)
-    vols, sds = [], []
+    vols, sds, contents, content_sds = [], [], [], []
     for seed in range(draws):
         noise = np.random.default_rng(seed).normal(0.0, 1.0, arr.shape)
         if smooth_vox:
@@ -404,7 +405,9 @@ def _volumes_over_noise_draws(spacing, shape_kind, size_mm, smooth_vox, draws):
         (f,) = describe_calcifications(vol, (lab == k).astype(np.int32), liver=liver, lobes=None)
         vols.append(f.volume_mm3)
         sds.append(f.measurements["volume_sd_mm3"])
-    return np.asarray(vols), np.asarray(sds)
+        contents.append(f.measurements["calcium_content_hu_ml"])
+        content_sds.append(f.measurements["calcium_content_sd_hu_ml"])
+    return np.asarray(vols), np.asarray(sds), np.asarray(contents), np.asarray(content_sds)
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.5, 1.5, 1.5)])
@@ -415,13 +418,24 @@ def test_reported_calcification_volume_sd_matches_the_spread_over_noise_draws(sp
     SD of the volumes over the draws and the mean SD the findings report agree within
     0.6-1.5 (measured 0.67-1.14; the reported SD is conservative for correlated noise
     on large foci, where the calcium level, a maximum over many voxels, moves less than
-    modelled)."""
+    modelled).
+
+    The calcium content (summed HU excess, HU·mL) of the same findings: its reported SD
+    agrees with its spread as well (measured 0.81-1.23), and its mean is the true content
+    (true volume x 442 HU) within 5 % (measured -2.6 to +2.5 %), the 2 mm ball included,
+    whose volume reads far too large."""
     for shape_kind, size in (("ball", 2.0), ("ball", 4.0), ("ball", 8.0), ("plaque", 8.0)):
-        vols, sds = _volumes_over_noise_draws(spacing, shape_kind, size, smooth_vox, draws=30)
+        vols, sds, contents, content_sds = _volumes_over_noise_draws(spacing, shape_kind, size, smooth_vox, draws=30)
         ratio = float(np.std(vols, ddof=1) / np.mean(sds))
         assert 0.6 <= ratio <= 1.5, (shape_kind, size, ratio)
         # each draw's SD is close to the others' (it is a property of the scene, not of the draw)
         assert float(np.std(sds) / np.mean(sds)) < 0.35, (shape_kind, size)
+        ratio = float(np.std(contents, ddof=1) / np.mean(content_sds))
+        assert 0.6 <= ratio <= 1.5, (shape_kind, size, "content", ratio)
+        r = size / 2.0
+        true_mm3 = 4.0 / 3.0 * np.pi * r**3 * (0.25 if shape_kind == "plaque" else 1.0)
+        true_content = true_mm3 * (_SD_CALCIUM_HU - _SD_LIVER_HU) / 1000.0
+        assert float(np.mean(contents)) == pytest.approx(true_content, rel=0.05), (shape_kind, size)
 
 
 def test_volume_sd_absent_without_noise_and_region_factor():
@@ -445,3 +459,36 @@ def test_volume_sd_absent_without_noise_and_region_factor():
     rho = np.array([[0.0, 0.0], [0.5, 0.1], [0.5, 0.1]])
     assert region_sum_factor(line, rho) == pytest.approx(1.0 + (2 * 6 * 0.5 + 2 * 5 * 0.1) / 7)
     assert region_sum_factor(block, rho) > region_sum_factor(line, rho)
+
+
+def test_calcium_content_does_not_follow_the_grid_position_the_volume_follows():
+    """A 4 mm calcium ball (500 HU, scanner blur 0.8 mm) at 12 random sub-voxel positions on
+    2.5 x 1.5 x 1.5 mm voxels, 12 HU noise: the volume moves with where the ball lies on the
+    grid (its calcium level is a partial-volume peak; measured spread 18 % of its mean), the
+    summed HU excess does not (4 %). Follow-up confirms growth on the content for that reason."""
+    spacing = (2.5, 1.5, 1.5)
+    sp = np.asarray(spacing)
+    rng = np.random.default_rng(7)
+    vols, contents = [], []
+    for _ in range(12):
+        shape = tuple(int(np.ceil(44.0 / s)) for s in sp)
+        arr = np.full(shape, _SD_LIVER_HU, np.float32)
+        liver = np.zeros(shape, bool)
+        liver[1:-1, 1:-1, 1:-1] = True
+        c = (np.asarray(shape) - 1) / 2.0 * sp + rng.uniform(-0.5, 0.5, 3) * sp
+
+        def inside(z, y, x, c=c):
+            return (z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= 2.0**2
+
+        paint(arr, sp, inside, c - 2.0, c + 2.0, _SD_CALCIUM_HU)
+        arr = ndi.gaussian_filter(arr - _SD_LIVER_HU, 0.8 / sp) + _SD_LIVER_HU
+        vol = Volume(np.round(arr + 12.0 * rng.normal(0.0, 1.0, shape)).astype(np.int16), spacing_zyx=spacing)
+        lab = find_calcifications(vol, liver, phase="non_contrast").labels
+        assert lab.max() == 1
+        (f,) = describe_calcifications(vol, lab, liver=liver, lobes=None)
+        vols.append(f.volume_mm3)
+        contents.append(f.measurements["calcium_content_hu_ml"])
+    cv_volume = float(np.std(vols, ddof=1) / np.mean(vols))
+    cv_content = float(np.std(contents, ddof=1) / np.mean(contents))
+    assert cv_content < 0.08, cv_content
+    assert cv_volume > 2.0 * cv_content, (cv_volume, cv_content)

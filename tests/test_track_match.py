@@ -248,3 +248,42 @@ def test_noise_criterion_threshold_and_custom_multiple() -> None:
     # a small SD is written with a decimal, not as 0
     tiny = ch.model_copy(update={"growth_sd_percent": 0.4})
     assert "noise SD of 0.4 percentage points" in assess_growth(a, b, tiny, calcified=True).criteria_met[0]
+
+
+def _with_content(f: Finding, content_hu_ml: float, sd_hu_ml: float | None = None) -> Finding:
+    m = {"calcium_content_hu_ml": content_hu_ml}
+    if sd_hu_ml is not None:
+        m["calcium_content_sd_hu_ml"] = sd_hu_ml
+    return f.model_copy(update={"measurements": m})
+
+
+def test_volume_growth_without_content_growth_is_the_grid_not_the_calcification() -> None:
+    """A 4-6 mm focus on thick slices reads 20-30 % larger or smaller from where it lies on the
+    grid; its calcium content (summed HU excess) hardly moves. +30 % and +15 mm3 of volume with
+    +3 % of content raises no alert; the same volume change with +35 % content does, and the
+    criterion says so. The reasoning's growth feature follows the same rule."""
+    from calcscope.reason._features import is_growing
+
+    p_date, c_date = dt.date(2024, 1, 1), dt.date(2024, 5, 1)
+    a = F("p", "calcification", (0, 0, 0), 5.0, 50.0)
+    b = F("c", "calcification", (0, 0, 0), 5.5, 65.0)
+    grid = finding_change(_with_content(a, 20.0, 0.5), _with_content(b, 20.6, 0.5),
+                          prior_date=p_date, current_date=c_date)
+    assert grid.content_change_percent == pytest.approx(3.0)
+    assert grid.content_change_sd_percent == pytest.approx(100 * 1.03 * math.hypot(0.5 / 20, 0.5 / 20.6), abs=0.01)
+    assert assess_growth(a, b, grid, calcified=True) is None
+    assert is_growing(b.model_copy(update={"change": grid})) is False
+    real = finding_change(_with_content(a, 20.0, 0.5), _with_content(b, 27.0, 0.5), prior_date=p_date,
+                          current_date=c_date)
+    alert = assess_growth(a, b, real, calcified=True)
+    assert alert is not None and alert.content_change_percent == pytest.approx(35.0)
+    assert any(c.startswith("calcium content +35 %") for c in alert.criteria_met)
+    assert is_growing(b.model_copy(update={"change": real})) is True
+    # content growth within twice its noise does not confirm (SD here ~ 11 pp)
+    noisy = finding_change(_with_content(a, 20.0, 1.6), _with_content(b, 24.4, 1.6), prior_date=p_date,
+                           current_date=c_date)
+    assert noisy.content_change_percent == pytest.approx(22.0)
+    assert assess_growth(a, b, noisy, calcified=True) is None
+    # without a content on both studies the volume rule alone decides, as before
+    half = finding_change(_with_content(a, 20.0, 0.5), b, prior_date=p_date, current_date=c_date)
+    assert half.content_change_percent is None and assess_growth(a, b, half, calcified=True) is not None

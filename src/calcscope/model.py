@@ -50,7 +50,7 @@ __all__ = [
     "Analysis",
 ]
 
-SCHEMA_VERSION = "1.1.0"
+SCHEMA_VERSION = "1.2.0"
 
 DISCLAIMER = (
     "calcscope is research decision-support software. It is not a diagnostic device and "
@@ -336,6 +336,15 @@ class Change(BaseModel):
     growth_percent: float | None = Field(default=None, ge=-100, description="volume change, %")
     growth_sd_percent: float | None = Field(
         default=None, ge=0, description="noise SD of the volume change (percentage points), from both volumes' SD"
+    )
+    content_change_percent: float | None = Field(
+        default=None, ge=-100,
+        description="change of the calcium content (summed HU excess, measurements['calcium_content_hu_ml']), "
+                    "%; calcifications only; unlike the volume of a focus of a few voxels it does not depend on "
+                    "where the focus lies on the voxel grid",
+    )
+    content_change_sd_percent: float | None = Field(
+        default=None, ge=0, description="noise SD of the content change (percentage points)"
     )
     diameter_change_mm: float | None = None
     volume_change_mm3: float | None = Field(default=None, description="absolute volume change, mm³")

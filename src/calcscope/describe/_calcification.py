@@ -34,7 +34,11 @@ Volume: the thresholded mask underestimates or overestimates partial-volume foci
 depending on the threshold, so the reported ``volume_mm3`` is a partial-volume
 estimate: the HU excess over the local background summed over the focus and a one
 voxel rim, divided by the focus's own calcium level (mean of its brightest voxels
-minus background). Both volumes are kept in ``measurements``.
+minus background). Both volumes are kept in ``measurements``, with the calcium content
+``calcium_content_hu_ml`` (the summed excess itself, HU·mL, and its noise SD
+``calcium_content_sd_hu_ml``): where a focus thinner than about two voxels lies on the
+grid moves its volume by tens of percent but its content by a few (docs/performance.md),
+so follow-up confirms a calcification's growth on its content.
 
 Volume noise: ``measurements["volume_sd_mm3"]`` (the key lesions use) is the noise SD
 of that estimate, the voxel noise propagated to first order through its four inputs
@@ -84,6 +88,8 @@ __all__ = [
     "LocalNoise",
     "local_noise",
     "pv_volume_sd_mm3",
+    "pv_content_hu_ml",
+    "pv_content_sd_hu_ml",
     "region_sum_factor",
 ]
 
@@ -561,6 +567,42 @@ def pv_volume_sd_mm3(fv: FocusVolume, noise: LocalNoise | None, voxel_mm3: float
     return float(np.sqrt(var) * voxel_mm3)
 
 
+def pv_content_hu_ml(fv: FocusVolume, voxel_mm3: float) -> float | None:
+    """Calcium content of a focus: its HU excess over the local background, summed, in HU·mL.
+
+    ``E x voxel volume`` of :func:`_pv_volume` (the partial-volume volume times the
+    focus's contrast). Blurring and sampling move HU between voxels but keep their sum,
+    so where a small focus lies on the grid changes its calcium level, and hence its
+    volume ``E / C``, but hardly its content: it is the quantity to follow a focus of a
+    few voxels by (calcium mass = content x the scanner's mg-per-HU·mL calibration,
+    which needs a calibration phantom and is not applied). None when the focus was not
+    weighed (no contrast to the background).
+    """
+    if not fv.weighed:
+        return None
+    return fv.volume_mm3 * (fv.level_hu - fv.background_hu) / 1000.0
+
+
+def pv_content_sd_hu_ml(fv: FocusVolume, noise: LocalNoise | None, voxel_mm3: float) -> float | None:
+    """Noise SD (HU·mL) of :func:`pv_content_hu_ml`.
+
+    The summed voxels (``s² n_sum q``), the background median (``dE/dbg = -n_sum``) and
+    the clipping correction enter as in :func:`pv_volume_sd_mm3`; the calcium level does
+    not (the content does not divide by it). None when no noise model applies.
+    """
+    if noise is None or not fv.weighed or fv.summed is None or fv.background_voxels <= 0:
+        return None
+    s2 = noise.sd_hu**2
+    f = noise.factor
+    n_sum = int(np.count_nonzero(fv.summed))
+    var = s2 * n_sum * region_sum_factor(fv.summed, noise.rho)
+    var += n_sum**2 * (np.pi / 2.0) * f * s2 / fv.background_voxels
+    var += (fv.rim_voxels / np.sqrt(2.0 * np.pi)) ** 2 * _MAD_SD_VARIANCE * f * s2 / fv.background_voxels
+    if not np.isfinite(var) or var <= 0.0:
+        return None
+    return float(np.sqrt(var) * voxel_mm3 / 1000.0)
+
+
 def _fluid_level_hu(parenchyma_hu: float) -> float:
     """Smoothed HU below which a voxel counts as fluid (bile) rather than liver:
     at least 30 HU and half-way from the parenchyma down to water (10 HU)."""
@@ -695,7 +737,9 @@ def describe_calcifications(
         vol_thr = len(all_coords) * voxel_mm3
         fv = _pv_volume(arr, labels, k, sl, voxel_mm3)
         vol_pv, bg, level = fv.volume_mm3, fv.background_hu, fv.level_hu
-        vol_sd = pv_volume_sd_mm3(fv, local_noise(arr, labels, liver, sl, spacing, bg), voxel_mm3)
+        noise = local_noise(arr, labels, liver, sl, spacing, bg)
+        vol_sd = pv_volume_sd_mm3(fv, noise, voxel_mm3)
+        content, content_sd = pv_content_hu_ml(fv, voxel_mm3), pv_content_sd_hu_ml(fv, noise, voxel_mm3)
         # geometry on the half-maximum core: voxels at least half-way from the local
         # background to the focus's calcium level (about half covered by calcium)
         core = hu_all >= bg + HALF_MAX_FRACTION * (level - bg)
@@ -746,6 +790,8 @@ def describe_calcifications(
                 vol_thr=vol_thr,
                 vol_pv=vol_pv,
                 vol_sd=vol_sd,
+                content=content,
+                content_sd=content_sd,
                 bg=bg,
                 level=level,
                 centroid_vox=centroid_vox,
@@ -798,6 +844,9 @@ def describe_calcifications(
                     "volume_partial_volume_mm3": round(r["vol_pv"], 2),
                     # never a false 0: an SD below the rounding step is written as the step
                     **({} if r["vol_sd"] is None else {"volume_sd_mm3": max(round(r["vol_sd"], 2), 0.01)}),
+                    **({} if r["content"] is None else {"calcium_content_hu_ml": round(r["content"], 4)}),
+                    **({} if r["content"] is None or r["content_sd"] is None
+                       else {"calcium_content_sd_hu_ml": max(round(r["content_sd"], 4), 0.0001)}),
                     "equivalent_diameter_mm": round(equivalent_diameter_mm(r["vol_pv"]), 2),
                     "background_hu": round(r["bg"], 1),
                     "calcium_level_hu": round(r["level"], 1),

@@ -42,6 +42,7 @@ __all__ = [
     "imaging_features",
     "clinical_features",
     "is_growing",
+    "content_confirms_growth",
     "growth_beyond_noise",
     "growth_rate_percent",
 ]
@@ -169,6 +170,33 @@ def growth_beyond_noise(ch: Change, k: float = GROWTH_MIN_SD_MULTIPLE) -> bool:
     return ch.growth_percent > k * ch.growth_sd_percent
 
 
+def _per_window(percent: float, interval_days: float | None, window_days: float) -> float:
+    """A change (%) as a rate per ``window_days``: scaled linearly over a longer interval."""
+    if interval_days is not None and interval_days > window_days:
+        return percent * window_days / interval_days
+    return percent
+
+
+def content_confirms_growth(
+    ch: Change, k: float = GROWTH_MIN_SD_MULTIPLE, window_days: float = GROWTH_WINDOW_DAYS
+) -> bool:
+    """Whether the calcium content grew as the volume did (True when no content change is known).
+
+    A calcification of a few voxels can read 20-30 % larger on one study than on the
+    other from where it lies on the voxel grid alone, while its content (summed HU
+    excess) stays within a few percent (docs/performance.md); a calcification that
+    really grows at a constant density gains content in proportion. So where both
+    studies give a content, its rate must reach GROWTH_THRESHOLD_PERCENT too and exceed
+    ``k`` times its own noise SD. The one definition used by :func:`is_growing` and
+    :func:`calcscope.track.assess_growth`.
+    """
+    if ch.content_change_percent is None:
+        return True
+    if ch.content_change_sd_percent is not None and ch.content_change_percent <= k * ch.content_change_sd_percent:
+        return False
+    return _per_window(ch.content_change_percent, ch.interval_days, window_days) >= GROWTH_THRESHOLD_PERCENT
+
+
 def growth_rate_percent(ch: Change, window_days: float = GROWTH_WINDOW_DAYS) -> float | None:
     """Volume growth (%) as a rate per ``window_days``: the growth itself over an interval of at
     most the window (or an unknown one), scaled linearly to the window over a longer interval
@@ -178,9 +206,7 @@ def growth_rate_percent(ch: Change, window_days: float = GROWTH_WINDOW_DAYS) -> 
     """
     if ch.growth_percent is None:
         return None
-    if ch.interval_days is not None and ch.interval_days > window_days:
-        return ch.growth_percent * window_days / ch.interval_days
-    return ch.growth_percent
+    return _per_window(ch.growth_percent, ch.interval_days, window_days)
 
 
 def is_growing(f: Finding) -> bool | None:
@@ -189,15 +215,16 @@ def is_growing(f: Finding) -> bool | None:
     Growth over a longer interval is scaled linearly to the window (e.g. 30 % over 24
     months counts as 15 % per 12 months, :func:`growth_rate_percent`). When the absolute volume change is known it must
     also reach GROWTH_MIN_VOLUME_MM3, and when the change carries a noise SD the measured
-    increase must exceed GROWTH_MIN_SD_MULTIPLE times it (:func:`growth_beyond_noise`).
-    None when no growth figure is given.
+    increase must exceed GROWTH_MIN_SD_MULTIPLE times it (:func:`growth_beyond_noise`); when it
+    carries a calcium-content change, the content must have grown too
+    (:func:`content_confirms_growth`). None when no growth figure is given.
     """
     ch = f.change
     if ch is None or ch.growth_percent is None:
         return None
     if ch.volume_change_mm3 is not None and ch.volume_change_mm3 < GROWTH_MIN_VOLUME_MM3:
         return False
-    if not growth_beyond_noise(ch):
+    if not growth_beyond_noise(ch) or not content_confirms_growth(ch):
         return False
     return growth_rate_percent(ch) >= GROWTH_THRESHOLD_PERCENT  # type: ignore[operator]
 
@@ -214,6 +241,10 @@ def _growth_text(ch: Change) -> str:
     text = f"{ch.growth_percent:g} %"
     if ch.growth_sd_percent is not None:
         text += f" (noise SD {format_sd(ch.growth_sd_percent)} percentage points)"
+    if ch.content_change_percent is not None:
+        text += f", calcium content {ch.content_change_percent:+.0f} %"
+        if ch.content_change_sd_percent is not None:
+            text += f" (noise SD {format_sd(ch.content_change_sd_percent)} percentage points)"
     return text
 
 

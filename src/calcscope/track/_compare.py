@@ -72,7 +72,7 @@ __all__ = [
     "render_comparison_html",
 ]
 
-COMPARISON_SCHEMA_VERSION = "1.2.0"
+COMPARISON_SCHEMA_VERSION = "1.3.0"
 COMPARISON_FILES = ("comparison.json", "comparison.html")
 
 _Model = ConfigDict(extra="forbid")
@@ -138,6 +138,14 @@ class FindingChangeRecord(BaseModel):
     volume_change_percent: float | None = None
     volume_change_sd_percent: float | None = Field(
         default=None, description="noise SD of the volume change, percentage points (lesions and calcifications)"
+    )
+    content_change_percent: float | None = Field(
+        default=None,
+        description="change of the calcium content (summed HU excess), %, calcifications; unlike the volume of a "
+                    "focus of a few voxels it does not depend on the focus's position on the voxel grid",
+    )
+    content_change_sd_percent: float | None = Field(
+        default=None, description="noise SD of the content change, percentage points"
     )
     prior_diameter_mm: float | None = None
     current_diameter_mm: float | None = None
@@ -599,6 +607,8 @@ def compare_studies(
                 current_volume_mm3=b.volume_mm3,
                 volume_change_percent=ch.growth_percent,
                 volume_change_sd_percent=ch.growth_sd_percent,
+                content_change_percent=ch.content_change_percent,
+                content_change_sd_percent=ch.content_change_sd_percent,
                 prior_diameter_mm=_diameter(a),
                 current_diameter_mm=_diameter(b),
                 diameter_change_mm=ch.diameter_change_mm,
@@ -810,7 +820,7 @@ def render_comparison_html(run: ComparisonRun, *, max_image_pairs: int = 24) -> 
     if c.matches:
         parts.append(
             "<table><tr><th>prior</th><th>current</th><th>kind</th><th>distance mm</th><th>volume mm³</th>"
-            "<th>Δ volume</th><th>diameter mm</th><th>Δ diameter</th><th>doubling time</th></tr>"
+            "<th>Δ volume</th><th>Δ calcium content</th><th>diameter mm</th><th>Δ diameter</th><th>doubling time</th></tr>"
         )
         for mrec in c.matches:
             parts.append(
@@ -818,6 +828,7 @@ def render_comparison_html(run: ComparisonRun, *, max_image_pairs: int = 24) -> 
                 f"<td>{mrec.distance_mm:.1f}</td>"
                 f"<td>{_fmt(mrec.prior_volume_mm3)} → {_fmt(mrec.current_volume_mm3)}</td>"
                 f"<td>{_fmt(mrec.volume_change_percent, '+.0f', ' %')}{_sd_text(mrec.volume_change_sd_percent)}</td>"
+                f"<td>{_fmt(mrec.content_change_percent, '+.0f', ' %')}{_sd_text(mrec.content_change_sd_percent)}</td>"
                 f"<td>{_fmt(mrec.prior_diameter_mm)} → {_fmt(mrec.current_diameter_mm)}</td>"
                 f"<td>{_fmt(mrec.diameter_change_mm, '+.1f', ' mm')}</td>"
                 f"<td>{_fmt(mrec.doubling_time_days, '.0f', ' d')}</td></tr>"

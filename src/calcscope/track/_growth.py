@@ -21,7 +21,11 @@ noise about one time in forty. Without an SD (findings written by hand, or a vol
 with no noise model) the rule is the volume rule alone, as before. The SD covers
 measurement noise only, not the dependence on the grid position of a calcification
 thinner than about two slices (20-30 % on 2.5 mm slices, docs/performance.md); against
-that the 10 mm³ floor remains the guard. The noise criterion
+that, when both studies give the calcium content (``measurements["calcium_content_hu_ml"]``,
+the summed HU excess, which hardly moves with the grid position), the content must have
+grown by the same 20 % and beyond twice its own noise SD
+(:func:`calcscope.reason._features.content_confirms_growth`), and the 10 mm³ floor
+remains. The noise criterion
 is :func:`calcscope.reason._features.growth_beyond_noise`, the same definition the
 reasoning's ``calc_growing`` / ``lesion_growing`` features use. The longest
 diameter (+2 mm or more) decides only when a volume is missing (findings written by
@@ -44,6 +48,7 @@ from ..reason._features import (
     GROWTH_MIN_VOLUME_MM3,
     GROWTH_THRESHOLD_PERCENT,
     GROWTH_WINDOW_DAYS,
+    content_confirms_growth,
     format_sd,
     growth_beyond_noise,
     growth_rate_percent,
@@ -107,6 +112,9 @@ class GrowthAlert(BaseModel):
         default=None, description="noise SD of the volume change, percentage points (when both volumes carry one)"
     )
     volume_change_mm3: float | None = None
+    content_change_percent: float | None = Field(
+        default=None, description="change of the calcium content (summed HU excess), %, when both studies give it"
+    )
     diameter_change_mm: float | None = None
     interval_days: float | None = None
     criteria_met: list[str] = Field(default_factory=list)
@@ -157,9 +165,9 @@ def volume_change_sd_percent(
     return round(100.0 * ratio * rel, 2)
 
 
-def _volume_sd(f: Finding) -> float | None:
-    sd = f.measurements.get("volume_sd_mm3")
-    return None if sd is None else float(sd)
+def _measured(f: Finding, key: str) -> float | None:
+    value = f.measurements.get(key)
+    return None if value is None else float(value)
 
 
 def finding_change(
@@ -177,10 +185,16 @@ def finding_change(
     dv_mm3 = (
         None if prior.volume_mm3 is None or current.volume_mm3 is None else current.volume_mm3 - prior.volume_mm3
     )
+    c1, c2 = _measured(prior, "calcium_content_hu_ml"), _measured(current, "calcium_content_hu_ml")
+    dc = volume_change_percent(c1, c2)
     return Change(
         growth_percent=None if dv is None else max(-100.0, dv),
         growth_sd_percent=volume_change_sd_percent(
-            prior.volume_mm3, _volume_sd(prior), current.volume_mm3, _volume_sd(current)
+            prior.volume_mm3, _measured(prior, "volume_sd_mm3"), current.volume_mm3, _measured(current, "volume_sd_mm3")
+        ),
+        content_change_percent=None if dc is None else max(-100.0, dc),
+        content_change_sd_percent=volume_change_sd_percent(
+            c1, _measured(prior, "calcium_content_sd_hu_ml"), c2, _measured(current, "calcium_content_sd_hu_ml")
         ),
         volume_change_mm3=dv_mm3,
         diameter_change_mm=None if pd is None or cd is None else cd - pd,
@@ -224,6 +238,14 @@ def _volume_criterion(
     return text
 
 
+def _content_criterion(change: Change, thresholds: GrowthThresholds) -> str:
+    """The calcium-content confirmation in words."""
+    text = f"calcium content +{change.content_change_percent:.0f} %"
+    if change.content_change_sd_percent is not None:
+        text += f" (noise SD {format_sd(change.content_change_sd_percent)} percentage points)"
+    return text + " confirms it (not an effect of where the focus lies on the voxel grid)"
+
+
 def assess_growth(
     prior: Finding,
     current: Finding,
@@ -259,9 +281,12 @@ def assess_growth(
         and rate >= thresholds.min_volume_percent
         and dv_mm3 >= thresholds.min_volume_mm3
         and growth_beyond_noise(change, thresholds.min_sd_multiple)
+        and content_confirms_growth(change, thresholds.min_sd_multiple, thresholds.max_interval_days)
     ):
         criteria.append(_volume_criterion(change.growth_percent, dv_mm3, change.growth_sd_percent, thresholds,
                                           rate=rate if long_interval else None))
+        if change.content_change_percent is not None:
+            criteria.append(_content_criterion(change, thresholds))
     volume_met = bool(criteria)
     # the diameter (which decides only without volumes) has no rate: over a long interval it does not
     diameter_met = (
@@ -295,6 +320,7 @@ def assess_growth(
         volume_change_percent=change.growth_percent,
         volume_change_sd_percent=change.growth_sd_percent,
         volume_change_mm3=dv_mm3,
+        content_change_percent=change.content_change_percent,
         diameter_change_mm=change.diameter_change_mm,
         interval_days=change.interval_days,
         criteria_met=criteria,
