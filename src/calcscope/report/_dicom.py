@@ -112,6 +112,16 @@ def read_source_datasets(volume: Volume) -> list:
     return out
 
 
+def _build(what: str, make):
+    """Call highdicom's constructor ``make`` and turn its refusal into :class:`DicomMismatch`."""
+    try:
+        with _source_names_as_given():
+            return make()
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DicomMismatch(f"highdicom could not build the {what} from these source headers "
+                            f"({type(exc).__name__}: {exc})") from exc
+
+
 @contextmanager
 def _source_names_as_given():
     """Copy the source's Patient/Referring names without highdicom's format advice.
@@ -347,27 +357,23 @@ def write_dicom_seg(
     seg_array = seg_array.astype(np.uint8 if len(values) < 256 else np.uint16)
     by_label = _findings_by_label(analysis)
     descriptions = [_segment_description(v, numbers[v], by_label.get(v), analysis, digest) for v in values]
-    try:
-        with _source_names_as_given():
-            seg = hd.seg.Segmentation(
-                source_images=sources,
-                pixel_array=seg_array,
-                segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-                segment_descriptions=descriptions,
-                series_instance_uid=_uid(digest, "seg-series"),
-                series_number=SEG_SERIES_NUMBER,
-                sop_instance_uid=_uid(digest, "seg-instance"),
-                instance_number=1,
-                manufacturer=_MANUFACTURER,
-                manufacturer_model_name=_MODEL,
-                software_versions=_software_version(analysis),
-                device_serial_number="none",
-                content_description="calcscope liver, lesion, duct and calcification masks",
-                content_label="CALCSCOPE",
-                series_description="calcscope segmentation",
-            )
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise DicomMismatch(f"highdicom could not build the SEG from these source headers ({type(exc).__name__}: {exc})") from exc
+    seg = _build("SEG", lambda: hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=seg_array,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=_uid(digest, "seg-series"),
+        series_number=SEG_SERIES_NUMBER,
+        sop_instance_uid=_uid(digest, "seg-instance"),
+        instance_number=1,
+        manufacturer=_MANUFACTURER,
+        manufacturer_model_name=_MODEL,
+        software_versions=_software_version(analysis),
+        device_serial_number="none",
+        content_description="calcscope liver, lesion, duct and calcification masks",
+        content_label="CALCSCOPE",
+        series_description="calcscope segmentation",
+    ))
     date, time = _content_datetime(analysis, sources)
     _fix_dates(seg, date, time)
     _pin_random_uids(seg, digest, "seg", keep=_source_uids(sources))
@@ -530,23 +536,19 @@ def write_dicom_sr(
         procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
         imaging_measurements=groups,
     )
-    try:
-        with _source_names_as_given():
-            sr = hd.sr.Comprehensive3DSR(
-                evidence=[*sources, seg.dataset],
-                content=report,
-                series_instance_uid=_uid(digest, "sr-series"),
-                series_number=SR_SERIES_NUMBER,
-                sop_instance_uid=_uid(digest, "sr-instance"),
-                instance_number=1,
-                manufacturer=_MANUFACTURER,
-                is_complete=False,
-                is_final=False,
-                is_verified=False,
-                series_description="calcscope measurements",
-            )
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise DicomMismatch(f"highdicom could not build the SR from these source headers ({type(exc).__name__}: {exc})") from exc
+    sr = _build("SR", lambda: hd.sr.Comprehensive3DSR(
+        evidence=[*sources, seg.dataset],
+        content=report,
+        series_instance_uid=_uid(digest, "sr-series"),
+        series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=_uid(digest, "sr-instance"),
+        instance_number=1,
+        manufacturer=_MANUFACTURER,
+        is_complete=False,
+        is_final=False,
+        is_verified=False,
+        series_description="calcscope measurements",
+    ))
     date, time = _content_datetime(analysis, sources)
     _fix_dates(sr, date, time)
     _pin_random_uids(sr, digest, "sr", keep=_source_uids(sources) | {seg.dataset.SOPInstanceUID})
