@@ -100,6 +100,8 @@ def test_sr_measurements_equal_analysis_json(dicom_case):
     assert liver_group.tracking_identifier == "liver"
     assert liver_group.finding_type.value == "10200004"
     assert liver_group.referenced_segment.referenced_segment_numbers == [seg_numbers["liver"]]
+    seg_liver = next(sd for sd in seg.SegmentSequence if sd.SegmentLabel == "liver")
+    assert liver_group.tracking_uid == seg_liver.TrackingUID  # the SR group and its segment share the UID
     got = {m.name.value + (":" + m.derivation.value if m.derivation is not None else ""): m.value
            for m in liver_group.get_measurements()}
     assert got == pytest.approx({"118565006": data["liver"]["volume_ml"] * 1000.0,
@@ -277,3 +279,15 @@ def test_empty_character_set_is_read_as_the_default_repertoire(value, expected):
     else:
         got = ds.SpecificCharacterSet
         assert (list(got) if not isinstance(got, str) else got) == expected
+
+
+def test_sr_without_any_measurement_is_skipped_with_a_warning(dicom_case, tmp_path):
+    """No liver summary and no measured finding: TID 1500 has nothing to hold, so the DICOM pair
+    is skipped with a warning (not an internal error) and the other files are written."""
+    vol, masks, analysis, _, _ = dicom_case
+    bare = analysis.model_copy(update={"liver": None, "findings": []})
+    files = write_outputs(tmp_path / "o", bare, vol, masks)
+    names = [p.name for p in files]
+    assert "measurements.dcm" not in names and "analysis.json" in names and "report.html" in names
+    data = json.loads((tmp_path / "o" / "analysis.json").read_text())
+    assert any("no measurement to report" in w for w in data["warnings"])

@@ -441,15 +441,22 @@ def _liver_group(analysis: Analysis, seg: SegResult, digest: str, algo) -> list:
     if liver.hu_median is not None:
         measurements.append(hd.sr.Measurement(name=codes.DCM.AttenuationCoefficient, value=float(liver.hu_median),
                                               unit=codes.UCUM.HounsfieldUnit, derivation=codes.SCT.Median))
-    ref = _referenced_segment(seg, LABEL_LIVER)
-    return [hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=_uid(digest, "tracking:liver"), identifier="liver"),
-        referenced_segment=ref,
-        finding_type=codes.SCT.Liver,
+    return [_roi_group(seg, LABEL_LIVER, "liver", codes.SCT.Liver, measurements, digest, algo)]
+
+
+def _roi_group(seg: SegResult, label: int, identifier: str, finding_type, measurements: list, digest: str, algo):
+    """One TID 1411 volumetric group for the SEG segment of ``label`` (tracking UID = the segment's)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=_uid(digest, f"tracking:{label}"), identifier=identifier),
+        referenced_segment=_referenced_segment(seg, label),
+        finding_type=finding_type,
         algorithm_id=algo,
         finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Liver)],
         measurements=measurements,
-    )]
+    )
 
 
 def _finding_type(f: Finding):
@@ -513,18 +520,10 @@ def write_dicom_sr(
         measurements = _measurements(f)
         if not measurements:
             continue
-        ref = _referenced_segment(seg, f.label)
-        groups.append(
-            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(uid=_uid(digest, f"tracking:{f.label}"),
-                                                             identifier=f.id or label_name(f.label, analysis)),
-                referenced_segment=ref,
-                finding_type=_finding_type(f),
-                algorithm_id=algo,
-                finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Liver)],
-                measurements=measurements,
-            )
-        )
+        groups.append(_roi_group(seg, f.label, f.id or label_name(f.label, analysis), _finding_type(f),
+                                 measurements, digest, algo))
+    if not groups:
+        raise DicomMismatch("there is no measurement to report (no liver summary and no measured finding)")
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
