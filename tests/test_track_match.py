@@ -287,3 +287,13 @@ def test_volume_growth_without_content_growth_is_the_grid_not_the_calcification(
     # without a content on both studies the volume rule alone decides, as before
     half = finding_change(_with_content(a, 20.0, 0.5), b, prior_date=p_date, current_date=c_date)
     assert half.content_change_percent is None and assess_growth(a, b, half, calcified=True) is not None
+
+
+def test_content_criterion_follows_custom_thresholds() -> None:
+    """The content must reach the alert's own percentage, not the default 20 %."""
+    p_date, c_date = dt.date(2024, 1, 1), dt.date(2024, 5, 1)
+    a = _with_content(F("p", "calcification", (0, 0, 0), 5.0, 50.0), 20.0, 0.2)
+    b = _with_content(F("c", "calcification", (0, 0, 0), 6.0, 90.0), 26.0, 0.2)  # volume +80 %, content +30 %
+    ch = finding_change(a, b, prior_date=p_date, current_date=c_date)
+    assert assess_growth(a, b, ch, calcified=True) is not None
+    assert assess_growth(a, b, ch, calcified=True, thresholds=GrowthThresholds(min_volume_percent=50.0)) is None

@@ -178,7 +178,10 @@ def _per_window(percent: float, interval_days: float | None, window_days: float)
 
 
 def content_confirms_growth(
-    ch: Change, k: float = GROWTH_MIN_SD_MULTIPLE, window_days: float = GROWTH_WINDOW_DAYS
+    ch: Change,
+    k: float = GROWTH_MIN_SD_MULTIPLE,
+    window_days: float = GROWTH_WINDOW_DAYS,
+    threshold_percent: float = GROWTH_THRESHOLD_PERCENT,
 ) -> bool:
     """Whether the calcium content grew as the volume did (True when no content change is known).
 
@@ -186,7 +189,8 @@ def content_confirms_growth(
     other from where it lies on the voxel grid alone, while its content (summed HU
     excess) stays within a few percent (docs/performance.md); a calcification that
     really grows at a constant density gains content in proportion. So where both
-    studies give a content, its rate must reach GROWTH_THRESHOLD_PERCENT too and exceed
+    studies give a content, its rate must reach ``threshold_percent`` too (the volume's
+    threshold, GROWTH_THRESHOLD_PERCENT unless the alert's thresholds say otherwise) and exceed
     ``k`` times its own noise SD. The one definition used by :func:`is_growing` and
     :func:`calcscope.track.assess_growth`.
     """
@@ -194,7 +198,7 @@ def content_confirms_growth(
         return True
     if ch.content_change_sd_percent is not None and ch.content_change_percent <= k * ch.content_change_sd_percent:
         return False
-    return _per_window(ch.content_change_percent, ch.interval_days, window_days) >= GROWTH_THRESHOLD_PERCENT
+    return _per_window(ch.content_change_percent, ch.interval_days, window_days) >= threshold_percent
 
 
 def growth_rate_percent(ch: Change, window_days: float = GROWTH_WINDOW_DAYS) -> float | None:

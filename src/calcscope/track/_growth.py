@@ -238,7 +238,7 @@ def _volume_criterion(
     return text
 
 
-def _content_criterion(change: Change, thresholds: GrowthThresholds) -> str:
+def _content_criterion(change: Change) -> str:
     """The calcium-content confirmation in words."""
     text = f"calcium content +{change.content_change_percent:.0f} %"
     if change.content_change_sd_percent is not None:
@@ -281,12 +281,13 @@ def assess_growth(
         and rate >= thresholds.min_volume_percent
         and dv_mm3 >= thresholds.min_volume_mm3
         and growth_beyond_noise(change, thresholds.min_sd_multiple)
-        and content_confirms_growth(change, thresholds.min_sd_multiple, thresholds.max_interval_days)
+        and content_confirms_growth(change, thresholds.min_sd_multiple, thresholds.max_interval_days,
+                                    thresholds.min_volume_percent)
     ):
         criteria.append(_volume_criterion(change.growth_percent, dv_mm3, change.growth_sd_percent, thresholds,
                                           rate=rate if long_interval else None))
         if change.content_change_percent is not None:
-            criteria.append(_content_criterion(change, thresholds))
+            criteria.append(_content_criterion(change))
     volume_met = bool(criteria)
     # the diameter (which decides only without volumes) has no rate: over a long interval it does not
     diameter_met = (
