@@ -146,3 +146,57 @@ def test_dcmqi_shortfall_is_the_reference_rim(results):
     assert (missed & (hu < 0)).sum() >= 0.55 * missed.sum()
     liver_hu = float(np.median(hu[seg.mask]))
     assert (missed & (hu >= liver_hu - 15)).sum() <= 0.04 * truth.sum()
+
+
+def test_no_mask_warning_on_the_real_cases(results):
+    """The real scans' livers are denser than their unenhanced blood: no warning."""
+    from calcscope.segment import automatic_mask_warnings
+
+    for name, *_ in CASES:
+        vol, _, seg = results[name]
+        assert automatic_mask_warnings(seg.summary.method, estimate_phase(vol, seg.mask)) == [], name
+
+
+def test_fatty_liver_without_contrast_is_flagged_with_the_readings_it_rests_on():
+    """The real non-contrast abdomen with its liver label lowered to below blood (as a fatty
+    liver reads): the automatic mask runs into the aorta and IVC (bench/eval_segment_variants.py),
+    and the pipeline says so; the same scan as it is carries no such warning."""
+    if not TS.is_dir():
+        pytest.skip("shared reference data (../shared/data) not available")
+    import importlib.util
+
+    from calcscope.pipeline import analyze_volume
+
+    spec = importlib.util.spec_from_file_location("variants", Path(__file__).resolve().parents[1] / "bench" / "eval_segment_variants.py")
+    variants = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(variants)
+    vol, labels = variants.load_case()
+    fatty, _ = variants.make_variant(vol, labels, "non_contrast", fat_hu=10.0)
+    res = analyze_volume(fatty, timestamp=False)
+    an = res.analysis
+    assert an.phase.phase == Phase.NON_CONTRAST
+    assert an.phase.liver_hu <= an.phase.aorta_hu < 90
+    msg = [w for w in an.warnings if "no denser than the unenhanced blood" in w]
+    assert len(msg) == 1
+    assert f"{an.phase.liver_hu:.0f} HU" in msg[0] and "--liver-mask" in msg[0]
+    plain = analyze_volume(vol, timestamp=False)
+    assert not any("no denser than the unenhanced blood" in w for w in plain.analysis.warnings)
+    # a user's mask is the user's: no warning about the automatic one
+    user = analyze_volume(fatty, timestamp=False, liver_mask=labels == 5)
+    assert not any("no denser than the unenhanced blood" in w for w in user.analysis.warnings)
+
+
+def test_mask_warning_rule():
+    from calcscope.model import PhaseEstimate
+    from calcscope.segment import automatic_mask_warnings
+
+    def pe(aorta, liver, phase=Phase.NON_CONTRAST):
+        return PhaseEstimate(phase=phase, aorta_hu=aorta, liver_hu=liver)
+
+    assert automatic_mask_warnings("classical", pe(41.0, 47.0)) == []  # healthy liver above blood
+    assert len(automatic_mask_warnings("classical", pe(41.0, 40.0))) == 1
+    assert len(automatic_mask_warnings("classical", pe(42.0, 15.0, Phase.UNKNOWN))) == 1  # phase unread, blood unenhanced
+    assert automatic_mask_warnings("classical", pe(165.0, 60.0, Phase.PORTAL_VENOUS)) == []  # enhanced aorta: not blood vs liver
+    assert automatic_mask_warnings("classical", pe(None, 20.0)) == []
+    assert automatic_mask_warnings("user_mask", pe(41.0, 30.0)) == []
+    assert automatic_mask_warnings("totalsegmentator", pe(41.0, 30.0)) == []

@@ -188,7 +188,7 @@ def analyze_volume(
     )
     from .detect import find_calcifications, find_lesions_and_ducts
     from .reason import reason
-    from .segment import estimate_phase, segment_liver
+    from .segment import automatic_mask_warnings, estimate_phase, segment_liver
 
     timer = _timer or _Timer(progress=progress)
     ctx = _coerce_context(context)
@@ -225,6 +225,7 @@ def analyze_volume(
                     "were searched with the arterial-phase threshold; enhanced vessels may be among "
                     "them. Give the phase (--phase) if it is known."
                 )
+        warnings.extend(automatic_mask_warnings(seg.summary.method, phase_est))
         provenance.append({"stage": "liver", "method": seg.summary.method, "capsular_margin_mm": capsular_margin_mm})
     masks = Masks(liver=seg.mask, liver_margin=seg.margin, lobes=seg.lobes)
 

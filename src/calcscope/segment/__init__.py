@@ -6,6 +6,7 @@ segment_liver(volume, *, method="auto", user_mask=None, user_label=None, capsula
     -> LiverSegmentation (mask, margin, lobes, summary)
 estimate_phase(volume, liver_mask) -> model.PhaseEstimate
 split_lobes(volume, liver_mask) -> (uint8 lobes, notes)
+automatic_mask_warnings(method, phase_estimate) -> list[str] (checks of a classical mask)
 load_user_liver_mask(path, volume, *, label=None) -> bool ndarray
 run_totalsegmentator(volume, *, fast=False, device="cpu") -> bool ndarray
 
@@ -13,6 +14,7 @@ See ``docs/segmentation.md`` for the method, measured accuracy and failure modes
 """
 
 from ._api import LiverSegmentation, capsular_margin, segment_liver
+from ._checks import automatic_mask_warnings
 from ._classical import ClassicalParams, segment_classical
 from ._lobes import split_lobes
 from ._phase import classify_phase, estimate_phase
@@ -21,6 +23,7 @@ from ._user import check_liver_mask, load_user_liver_mask
 
 __all__ = [
     "segment_liver",
+    "automatic_mask_warnings",
     "LiverSegmentation",
     "capsular_margin",
     "estimate_phase",
