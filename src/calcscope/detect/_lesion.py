@@ -526,14 +526,17 @@ def _mass_candidates(
     k_sd: float,
     min_contrast_hu: float,
     min_diameter_mm: float,
+    split_bodies: bool = False,
 ) -> list[tuple[tuple[slice, ...], np.ndarray, int]]:
     """Large compact regions whose broad-scale mean HU differs from the parenchyma.
 
     The usable block means (calcium, enhanced vessels and very bright voxels left out) are
     smoothed at ``sigma_mm``; voxels of the deep liver differing from the parenchyma by
     ``max(k_sd * SD, min_contrast_hu)`` on either side form candidates (the sign of the
-    median difference says darker (-1) or brighter (+1)). Components overlapping a
-    hypodense candidate already found are left to the hypodense path.
+    median difference says darker (-1) or brighter (+1)). The threshold's SD is measured on
+    the side of the parenchyma away from the sign sought (:func:`_half_spread`). With
+    ``split_bodies`` a tube-like component is opened (:func:`mass_bodies`, a ball of a quarter
+    of ``min_diameter_mm``) and its compact bodies are the candidates.
     """
     big = normalized_smooth(grid.mean_hu, grid.weight, grid.spacing_zyx, sigma_mm)
     ok = grid.deep & (grid.weight > 0.5)
@@ -541,12 +544,15 @@ def _mass_candidates(
     if vals.size < 50:
         return []
     par = grid.parenchyma_hu
-    sd = float(1.4826 * np.median(np.abs(vals - np.median(vals))))
-    thr = max(k_sd * sd, min_contrast_hu)
+    # spread of the parenchyma on the side away from the mass sought: a large mass is a large
+    # share of the liver and widens the spread on its own side (a 60-80 mm hypodense mass took
+    # the two-sided SD from 6 to 9-11 HU and hid itself behind a threshold of 46-57 HU)
+    sds = {s: _half_spread(vals, par, side=-s) for s in (+1, -1)}
     diff = big - par
     out: list[tuple[tuple[slice, ...], np.ndarray, int]] = []
     min_vol = np.pi / 6.0 * min_diameter_mm**3
     for sign in (+1, -1):
+        thr = max(k_sd * sds[sign], min_contrast_hu)
         m = (sign * diff > thr) & grid.liver
         seed = m & grid.deep
         lab = cc3d.connected_components(m, connectivity=6)
@@ -559,10 +565,35 @@ def _mass_candidates(
             if ndi.binary_fill_holes(comp).sum() * float(np.prod(grid.spacing_zyx)) < min_vol:
                 continue  # too small, whatever its shape
             shape = component_shape(comp, grid.spacing_zyx)
-            if shape["volume_mm3"] < min_vol or is_tubular(shape, min_ratio=3.0, min_elongation=2.5):
+            if shape["volume_mm3"] < min_vol:
+                continue
+            if is_tubular(shape, min_ratio=3.0, min_elongation=2.5):
+                if not split_bodies:
+                    continue
+                # at a broad scale a mass merges with the darker (brighter) tubes and hilum
+                # next to it: its compact bodies are the candidates
+                r_body = 0.25 * min_diameter_mm
+                for body in mass_bodies(comp, grid.spacing_zyx, neck_mm=r_body, min_body_mm=r_body):
+                    bshape = component_shape(body, grid.spacing_zyx)
+                    if (bshape["volume_mm3"] >= min_vol and (body & seed[box]).any()
+                            and not is_tubular(bshape, min_ratio=3.0, min_elongation=2.5)):
+                        out.append((box, body, sign))
                 continue
             out.append((box, comp, sign))
     return out
+
+
+def _half_spread(vals: np.ndarray, centre: float, *, side: int) -> float:
+    """Robust SD from the deviations on one side of ``centre`` (+1 above, -1 below).
+
+    For noise symmetric about the centre the median one-sided deviation is 0.674 SD, as for the
+    two-sided MAD; values on the other side (a large lesion) do not widen it.
+    """
+    d = side * (vals - centre)
+    d = d[d > 0]
+    if d.size < 25:
+        return float(1.4826 * np.median(np.abs(vals - centre)))
+    return float(1.4826 * np.median(d))
 
 
 def _shared_voxels(a: np.ndarray, box_a: tuple[slice, ...], b: np.ndarray, box_b: tuple[slice, ...]) -> int:
@@ -585,6 +616,11 @@ def _inside_fraction(a: np.ndarray, box_a: tuple[slice, ...], b: np.ndarray, box
     n = int(a.sum())
     return _shared_voxels(a, box_a, b, box_b) / n if n else 0.0
 
+
+#: refinement of a mass found only at the broadest scale: margin around the candidate, mm, and
+#: smoothing, mm (see the refinement in :func:`find_lesions`)
+LARGE_MASS_MARGIN_MM = 6.0
+LARGE_MASS_REFINE_SIGMA_MM = 2.0
 
 #: a hypodense region with at least this share of its voxels inside a mass is part of it
 ENCLOSED_FRACTION = 0.9
@@ -1069,6 +1105,9 @@ def find_lesions(
     k_mass: float = 5.0,
     mass_min_contrast_hu: float = 8.0,
     mass_min_diameter_mm: float = 20.0,
+    large_mass_smoothing_mm: float = 8.0,
+    large_mass_min_diameter_mm: float = 30.0,
+    k_large_mass: float = 4.0,
     mass_neck_mm: float = 5.0,
     focal_shell_mm: tuple[float, float] = (3.0, 10.0),
     robustness_gates: bool = True,
@@ -1134,6 +1173,14 @@ def find_lesions(
         ``k_mass`` SDs of that scale and ``mass_min_contrast_hu``, be at least
         ``mass_min_diameter_mm`` across (equivalent sphere), compact (not tubular) and
         not mostly enhanced vessel.
+    large_mass_smoothing_mm, large_mass_min_diameter_mm, k_large_mass: float
+        A second, broader scale of the same search for the largest masses (8 mm, 30 mm, 4 SD):
+        a 60-80 mm mass 19 HU darker than the liver on 3 mm non-contrast CT stays inside the
+        parenchyma's spread at 4 mm. Tube-like components at this scale (the mass merged with
+        the hilum's vessels) give their compact bodies (:func:`mass_bodies`); masses only this
+        scale finds are refined with ``LARGE_MASS_REFINE_SIGMA_MM`` smoothing within
+        ``LARGE_MASS_MARGIN_MM``. ``large_mass_smoothing_mm`` at or below
+        ``mass_smoothing_mm`` turns it off.
     mass_neck_mm: float
         Radius (mm) of the ball that opens a refined mass (:func:`mass_bodies`): the
         enhanced vessels a hyperdense mass touches pass its half-contrast level, and tubes
@@ -1233,12 +1280,23 @@ def find_lesions(
                 continue
             pieces.append((box, parts == j, part_seed, -1, False))
     if detect_masses:
-        # large masses that are not (or not clearly) hypodense: two-sided test at a broad scale
-        for box, comp, sign in _mass_candidates(
-            grid, cand, sigma_mm=mass_smoothing_mm, k_sd=k_mass, min_contrast_hu=mass_min_contrast_hu,
-            min_diameter_mm=mass_min_diameter_mm,
-        ):
-            pieces.append((box, comp, comp, sign, True))
+        # large masses that are not (or not clearly) hypodense: two-sided test at a broad scale,
+        # and at a broader one for the largest (a 60-80 mm mass 19 HU darker than the liver
+        # on 3 mm CT without contrast stays inside the parenchyma's 4 mm-scale spread)
+        found: list[tuple[tuple[slice, ...], np.ndarray]] = []
+        scales = [(mass_smoothing_mm, mass_min_diameter_mm, k_mass, False)]
+        if large_mass_smoothing_mm > mass_smoothing_mm:
+            scales.append((large_mass_smoothing_mm, large_mass_min_diameter_mm, k_large_mass, True))
+        for sigma, min_d, k, split in scales:
+            for box, comp, sign in _mass_candidates(
+                grid, cand, sigma_mm=sigma, k_sd=k, min_contrast_hu=mass_min_contrast_hu, min_diameter_mm=min_d,
+                split_bodies=split,
+            ):
+                if any(_overlap(comp, box, c, b) for b, c in found):
+                    continue  # already a candidate at the finer scale
+                found.append((box, comp))
+                # 2 marks the broad-scale search: low contrast, refined more smoothly and closer in
+                pieces.append((box, comp, comp, sign, 2 if split else 1))
 
     # full-resolution refinement
     full_img = volume.array[grid.crop].astype(np.float32)
@@ -1256,6 +1314,13 @@ def find_lesions(
         fbox_hi = [min(b.stop * f, n) for b, f, n in zip(box, grid.factors, full_liv.shape)]
         size_mm = max((hi - lo) * s for lo, hi, s in zip(fbox_lo, fbox_hi, fsp))
         margin_mm = max(3.0, 0.25 * size_mm)
+        sigma_mm = refine_sigma_mm
+        if is_mass == 2:
+            # a mass only the broadest scale found has a contrast of one or two voxel-noise SDs:
+            # at the usual smoothing its half-contrast level runs out into parenchyma noise
+            # (a 60 mm mass of -19 HU at 12 HU noise was read at 187 mL for 113)
+            margin_mm = min(margin_mm, LARGE_MASS_MARGIN_MM)
+            sigma_mm = max(sigma_mm, LARGE_MASS_REFINE_SIGMA_MM)
         # room for the refinement's margin, its smoothing and an enhancing wall outside it
         pad = [int(np.ceil((margin_mm + 3 * refine_sigma_mm + RING_RULE.reach_mm) / s)) + 1 for s in fsp]
         fb = tuple(
@@ -1283,7 +1348,7 @@ def find_lesions(
         reg = _refine(
             full_img[fb], full_liv[fb], grid.excluded_full[fb],
             None if full_calc is None else full_calc[fb], core_full, seed_full, fsp,
-            parenchyma_hu=grid.parenchyma_hu, sigma_mm=refine_sigma_mm, margin_mm=margin_mm, rim_mm=rim_mm,
+            parenchyma_hu=grid.parenchyma_hu, sigma_mm=sigma_mm, margin_mm=margin_mm, rim_mm=rim_mm,
             sign=sign, noise_hu=grid.noise_hu,
         )
         # a mass is compact: vessels and necks it leaked along at the half-contrast level go
