@@ -1307,7 +1307,7 @@ def find_lesions(
     regions: list[np.ndarray] = []
     boxes: list[tuple[slice, ...]] = []
     signs_acc: list[int] = []
-    mass_flags: list[bool] = []
+    mass_flags: list[int] = []  # 0 hypodense path, 1 mass search, 2 its broadest scale
     seeds_acc: list[np.ndarray] = []
     for box, comp, seed_small, sign, is_mass in pieces:
         fbox_lo = [b.start * f for b, f in zip(box, grid.factors)]
@@ -1367,7 +1367,7 @@ def find_lesions(
     vox = volume.voxel_volume_mm3
     refined = _on_grid(grid, regions, boxes)  # every refined candidate: not background
     accepted = []
-    accepted_mass: list[bool] = []  # whether each accepted region came from the mass search
+    accepted_mass: list[int] = []  # whether (1, 2) each accepted region came from the mass search
     accepted_dark: list[tuple[np.ndarray, tuple[slice, ...]]] = []  # ... and its part before any wall
     inner_parts: list[tuple[np.ndarray, tuple[slice, ...]]] = []
     taken = np.zeros(full_liv.shape, bool)
