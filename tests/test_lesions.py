@@ -384,3 +384,50 @@ def test_mass_bodies_cut_tubes_and_keep_a_ball_whole():
     assert len(bodies) == 2
     assert (bodies[0] & a).sum() == a.sum() and not (bodies[0] & b).any()  # the deepest first
     assert (bodies[1] & b).sum() == b.sum()
+
+
+def test_one_sided_spread_is_not_widened_by_a_large_region_on_the_other_side():
+    from calcscope.detect._lesion import _half_spread
+
+    rng = np.random.default_rng(0)
+    vals = np.r_[rng.normal(50.0, 5.0, 8000), rng.normal(25.0, 3.0, 2000)]  # 20 % of the liver a mass
+    two_sided = 1.4826 * np.median(np.abs(vals - 50.0))
+    assert 4.6 < _half_spread(vals, 50.0, side=+1) < 5.4
+    assert two_sided > 6.0  # the spread the mass search used to take
+    assert _half_spread(vals, 50.0, side=-1) > 6.0
+
+
+@pytest.mark.parametrize("phase,mass_hu", [("portal_venous", 55.0), ("non_contrast", 28.0)])
+def test_large_low_contrast_mass_in_the_real_abdomen_is_found(phase, mass_hu):
+    """A 60 mm mass (-42 HU portal venous, -19 HU without contrast, 12 HU noise) painted into the
+    real abdomen, with its liver label plus the mass as mask (bench/eval_segment_variants.py):
+    the broad-scale search used to miss both (its threshold widened with the mass itself)."""
+    import importlib.util
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "eval_segment_variants.py"
+    spec = importlib.util.spec_from_file_location("variants", bench)
+    variants = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(variants)
+    if not variants.TS.is_dir():
+        pytest.skip("shared reference data (../shared/data) not available")
+    vol, labels = variants.load_case()
+    base, _ = variants.make_variant(vol, labels, phase)
+    liver = labels == variants.LIVER
+    depth = ndi.distance_transform_edt(liver, sampling=vol.spacing_zyx)
+    # deepest point of the liver's middle third: the mass is mostly inside the liver
+    zs = np.nonzero(liver.any(axis=(1, 2)))[0]
+    mid = np.zeros_like(liver)
+    mid[zs[0] + len(zs) // 3: zs[-1] - len(zs) // 3] = True
+    centre = np.unravel_index(np.argmax(np.where(mid, depth, 0)), depth.shape)
+    v, mass = variants.paint_mass(base, labels, centre, 60.0, mass_hu, seed=3)
+    det = find_lesions(v, liver | mass, phase=phase)
+    assert det.count >= 1
+    hit = np.unique(det.labels[mass & (det.labels > 0)])
+    assert hit.size >= 1
+    best = max(hit, key=lambda k: int((det.labels == k).sum()))
+    seg = det.labels == best
+    vox = float(np.prod(vol.spacing_zyx))
+    truth_ml, got_ml = mass.sum() * vox / 1000, seg.sum() * vox / 1000
+    assert (seg & mass).sum() / seg.sum() > 0.8  # the finding is the mass, not its surroundings
+    assert 0.6 * truth_ml < got_ml < 1.3 * truth_ml
