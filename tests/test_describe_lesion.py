@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from calcscope.describe import describe_lesions
 from calcscope.model import Finding, FindingsDocument, Volume
@@ -334,3 +335,37 @@ def test_reported_volume_sd_matches_the_spread_over_noise_draws(smooth_vox):
     assert 1 / 1.5 <= ratio <= 1.5
     truth = 4.0 / 3.0 * np.pi * radius**3
     assert abs(float(np.mean(vols)) / truth - 1.0) <= 0.03
+
+
+def _fluid_sphere(daughters: list[tuple[tuple[float, float, float], float]], *, contrast_hu: float, seed: int):
+    """60 mm, 28 HU sphere on 3 mm voxels with 12 HU noise, and darker daughter spheres (centre mm, radius mm)."""
+    sp = np.array([3.0, 3.0, 3.0])
+    n = 26
+    zz, yy, xx = (np.indices((n, n, n)) - (n - 1) / 2) * sp[:, None, None, None]
+    soft = np.sqrt(zz**2 + yy**2 + xx**2) <= 30.0
+    img = np.full(soft.shape, 28.0)
+    for (cz, cy, cx), r in daughters:
+        img[np.sqrt((zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2) <= r] -= contrast_hu
+    img += np.random.default_rng(seed).normal(0.0, 12.0, img.shape)
+    d_in = ndi.distance_transform_edt(soft, sampling=sp)
+    return img.astype(np.float32), soft, d_in, tuple(sp)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_noise_in_a_large_homogeneous_lesion_is_not_read_as_daughter_cysts(seed):
+    """A 60 mm homogeneous 28 HU mass on 3 mm voxels at 12 HU noise: its noise pockets reach 2.5
+    smoothed-noise SD many times over; the locule margin grows with the number of values searched."""
+    from calcscope.describe._lesion import LesionThresholds, _locules_and_septa
+
+    img, soft, d_in, sp = _fluid_sphere([], contrast_hu=0.0, seed=seed)
+    out = _locules_and_septa(img, soft, d_in, sp, noise_hu=12.0, th=LesionThresholds)
+    assert out["locules"] == 0
+
+
+def test_clear_daughter_cysts_are_still_found_on_a_coarse_noisy_grid():
+    from calcscope.describe._lesion import LesionThresholds, _locules_and_septa
+
+    daughters = [((-12.0, -12.0, 0.0), 6.0), ((12.0, 12.0, 0.0), 6.0), ((0.0, 12.0, -12.0), 6.0)]
+    img, soft, d_in, sp = _fluid_sphere(daughters, contrast_hu=26.0, seed=0)
+    out = _locules_and_septa(img, soft, d_in, sp, noise_hu=12.0, th=LesionThresholds)
+    assert out["locules"] >= 2
