@@ -126,7 +126,7 @@ def evaluate(vol, labels: np.ndarray) -> dict:
     )
 
 
-def paint_mass(vol, labels: np.ndarray, centre_zyx, diameter_mm: float, hu: float, seed: int):
+def paint_mass(vol, centre_zyx, diameter_mm: float, hu: float, seed: int):
     """The CT with a sphere of ``hu`` (+12 HU noise, 1 mm partial-volume edge) and its mask."""
     sp = np.asarray(vol.spacing_zyx)
     a = vol.array.astype(np.float32)
@@ -155,7 +155,7 @@ def mass_rows(vol, labels: np.ndarray, seed: int = 0) -> list[dict]:
         for place, diameter in (("surface", 40.0), ("surface", 60.0), ("inside", 60.0), ("inside", 80.0)):
             pts = where[place]
             c = pts[rng.integers(len(pts))]
-            v, mass = paint_mass(base, labels, c, diameter, hu, int(rng.integers(1 << 16)))
+            v, mass = paint_mass(base, c, diameter, hu, int(rng.integers(1 << 16)))
             res = analyze_volume(v, timestamp=False, phase=phase)
             given = analyze_volume(v, timestamp=False, phase=phase, liver_mask=ref | mass)
             rows.append(dict(phase=phase, place=place, diameter_mm=diameter, centre_zyx=[int(x) for x in c],

@@ -15,3 +15,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent (real test data lives beside the repository)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def abdomen_variants():
+    """``bench/eval_segment_variants.py`` as a module, with the real abdomen it varies loaded once.
+
+    Returns ``(module, volume, labels)``; skips when ../shared/data is absent.
+    """
+    import importlib.util
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "eval_segment_variants.py"
+    spec = importlib.util.spec_from_file_location("eval_segment_variants", bench)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not module.TS.is_dir():
+        pytest.skip("../shared/data is absent (real test data lives beside the repository)")
+    vol, labels = module.load_case()
+    return module, vol, labels

@@ -398,20 +398,11 @@ def test_one_sided_spread_is_not_widened_by_a_large_region_on_the_other_side():
 
 
 @pytest.mark.parametrize("phase,mass_hu", [("portal_venous", 55.0), ("non_contrast", 28.0)])
-def test_large_low_contrast_mass_in_the_real_abdomen_is_found(phase, mass_hu):
+def test_large_low_contrast_mass_in_the_real_abdomen_is_found(abdomen_variants, phase, mass_hu):
     """A 60 mm mass (-42 HU portal venous, -19 HU without contrast, 12 HU noise) painted into the
     real abdomen, with its liver label plus the mass as mask (bench/eval_segment_variants.py):
     the broad-scale search used to miss both (its threshold widened with the mass itself)."""
-    import importlib.util
-    from pathlib import Path
-
-    bench = Path(__file__).resolve().parents[1] / "bench" / "eval_segment_variants.py"
-    spec = importlib.util.spec_from_file_location("variants", bench)
-    variants = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(variants)
-    if not variants.TS.is_dir():
-        pytest.skip("shared reference data (../shared/data) not available")
-    vol, labels = variants.load_case()
+    variants, vol, labels = abdomen_variants
     base, _ = variants.make_variant(vol, labels, phase)
     liver = labels == variants.LIVER
     depth = ndi.distance_transform_edt(liver, sampling=vol.spacing_zyx)
@@ -420,7 +411,7 @@ def test_large_low_contrast_mass_in_the_real_abdomen_is_found(phase, mass_hu):
     mid = np.zeros_like(liver)
     mid[zs[0] + len(zs) // 3: zs[-1] - len(zs) // 3] = True
     centre = np.unravel_index(np.argmax(np.where(mid, depth, 0)), depth.shape)
-    v, mass = variants.paint_mass(base, labels, centre, 60.0, mass_hu, seed=3)
+    v, mass = variants.paint_mass(base, centre, 60.0, mass_hu, seed=3)
     det = find_lesions(v, liver | mass, phase=phase)
     assert det.count >= 1
     hit = np.unique(det.labels[mass & (det.labels > 0)])

@@ -157,20 +157,13 @@ def test_no_mask_warning_on_the_real_cases(results):
         assert automatic_mask_warnings(seg.summary.method, estimate_phase(vol, seg.mask)) == [], name
 
 
-def test_fatty_liver_without_contrast_is_flagged_with_the_readings_it_rests_on():
+def test_fatty_liver_without_contrast_is_flagged_with_the_readings_it_rests_on(abdomen_variants):
     """The real non-contrast abdomen with its liver label lowered to below blood (as a fatty
     liver reads): the automatic mask runs into the aorta and IVC (bench/eval_segment_variants.py),
     and the pipeline says so; the same scan as it is carries no such warning."""
-    if not TS.is_dir():
-        pytest.skip("shared reference data (../shared/data) not available")
-    import importlib.util
-
     from calcscope.pipeline import analyze_volume
 
-    spec = importlib.util.spec_from_file_location("variants", Path(__file__).resolve().parents[1] / "bench" / "eval_segment_variants.py")
-    variants = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(variants)
-    vol, labels = variants.load_case()
+    variants, vol, labels = abdomen_variants
     fatty, _ = variants.make_variant(vol, labels, "non_contrast", fat_hu=10.0)
     res = analyze_volume(fatty, timestamp=False)
     an = res.analysis
