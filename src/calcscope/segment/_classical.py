@@ -95,6 +95,10 @@ class ClassicalParams:
     fat_reference_hu: tuple[float, float] = (-200.0, -40.0)
     fat_reference_min_voxels: int = 50
     ivc_track: IvcTrackParams | None = field(default_factory=IvcTrackParams)
+    mass_radius_mm: float = 10.0
+    mass_below_liver_sigma: float = 1.5
+    mass_min_hu: float = 20.0
+    mass_min_liver_share: float = 0.15
 
 
 @dataclass
@@ -359,6 +363,19 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
         bite &= (gimg > p.fat_threshold_hu + p.bite_min_above_fat_hu) & (gimg < mode - p.bite_below_liver_sigma * sigma)
         bite &= muscle_dist > p.muscle_wall_mm
         liver |= bite
+    if p.mass_radius_mm > 0:
+        # solid masses against the liver, darker than it, that the growth stopped at (a large
+        # metastasis at the surface): taken in when they border the liver over a fair share
+        add, masses = _attached_masses(
+            img, gimg, liver, body & ~lungs & below_lung & (muscle_dist > p.muscle_wall_mm), sp,
+            max_hu=mode - p.mass_below_liver_sigma * sigma, min_hu=p.mass_min_hu, radius_mm=p.mass_radius_mm,
+            min_liver_share=p.mass_min_liver_share,
+        )
+        liver |= add
+        for m in masses:
+            if m["accepted"]:
+                notes.append(f"a {m['volume_ml']:.0f} mL mass of {m['mean_hu']:.0f} HU against the liver "
+                             f"({100 * m['liver_share']:.0f} % of its surface) taken into the mask")
     liver = ndi.binary_fill_holes(liver)
     liver = fill_holes_2d(liver, max_area_mm2=p.hole_max_area_mm2, spacing_yx=sp[1:])
     ivc = None
@@ -403,6 +420,80 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
     if debug:
         dbg = dict(img=img, body=body, lungs=lungs, roi=roi, cand=cand, seed=seed, grown=grown, liver=liver, spacing=sp, can=can)
     return ClassicalResult(mask, mode, sigma, (lo, hi), lungs_found, notes, dbg)
+
+
+def _attached_masses(
+    img: np.ndarray,
+    gimg: np.ndarray,
+    liver: np.ndarray,
+    allowed: np.ndarray,
+    sp: tuple[float, float, float],
+    *,
+    max_hu: float,
+    min_hu: float,
+    radius_mm: float,
+    min_liver_share: float,
+) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """Solid masses darker than the liver that the growth left out, where they lie against it.
+
+    Parameters
+    ----------
+    img, gimg: np.ndarray
+        Working-grid image and its lightly smoothed copy (HU).
+    liver: np.ndarray
+        The liver grown so far (bool).
+    allowed: np.ndarray
+        Where liver may lie at all (body, below the lungs, away from the body wall).
+    sp: tuple of float
+        Working-grid spacing (mm).
+    max_hu, min_hu: float
+        Smoothed-HU window of the masses: below the liver by a margin, above fluid.
+    radius_mm: float
+        A mass holds a ball of this radius (the opening that separates it from tubes and sheets:
+        bowel walls, diaphragm, body-wall muscle).
+    min_liver_share: float
+        Least share of the mass's surface (voxel faces) that must border the liver.
+
+    Returns
+    -------
+    add: np.ndarray
+        Voxels to add to the liver (bool, working grid).
+    found: list of dict
+        Per accepted or rejected mass: volume (mL), liver share, mean HU, accepted.
+    """
+    add = np.zeros(liver.shape, bool)
+    found: list[dict[str, float]] = []
+    if not liver.any():
+        return add, found
+    # a wide box: a bowel loop cut short by the box edge would look like a ball against the liver
+    bx = _grown_box(liver, [int(np.ceil(8 * radius_mm / s)) + 2 for s in sp])
+    lv = liver[bx]
+    cand = allowed[bx] & ~lv & (gimg[bx] > min_hu) & (gimg[bx] < max_hu)
+    core = erode_mm(cand, radius_mm, sp)
+    if not core.any():
+        return add, found
+    lab, counts = largest_components(core, connectivity=6)
+    # only cores whose ball reaches the liver: a ball centre within radius + one voxel of it
+    near = dilate_mm(lv, radius_mm + 1.5 * max(sp), sp)
+    voxel_ml = float(np.prod(sp)) / 1000.0
+    for k in np.unique(lab[near & core]):
+        if k == 0:
+            continue
+        body = dilate_mm(lab == k, radius_mm + 0.5 * min(sp), sp) & cand
+        # faces of the mass's surface, and those that border the liver
+        faces = liver_faces = 0
+        for ax in range(3):
+            for step in (1, -1):
+                outside = np.roll(body, step, axis=ax) & ~body
+                faces += int(outside.sum())
+                liver_faces += int((outside & lv).sum())
+        share = liver_faces / max(faces, 1)
+        ok = share >= min_liver_share
+        found.append(dict(volume_ml=round(float(body.sum()) * voxel_ml, 1), liver_share=round(share, 2),
+                          mean_hu=round(float(img[bx][body].mean()), 1), accepted=bool(ok)))
+        if ok:
+            add[bx] |= body
+    return add, found
 
 
 def _reattach(img: np.ndarray, dropped: np.ndarray, kept: np.ndarray, *, mode: float, max_diff_hu: float, min_contact: float) -> np.ndarray:
