@@ -191,3 +191,31 @@ def test_attached_mass_rule_takes_a_ball_and_leaves_a_tube(extra, taken):
     if taken:
         assert 25.0 < found[0]["volume_ml"] < 36.0  # the whole 33.5 mL ball, not its embedded half
         assert not (add & liver).any()
+
+
+@pytest.mark.parametrize("calcified", [True, False])
+def test_fluid_mass_against_the_liver_is_taken_only_inside_a_calcified_wall(calcified):
+    """A 40 mm fluid ball (10 HU) half-embedded in the liver: the gallbladder looks the same unless
+    a calcified wall surrounds it (the eggshell of a hydatid cyst); the wall, which lies between
+    the fluid and the liver, then belongs to the mass and is taken with it."""
+    from calcscope.segment._classical import _attached_masses
+
+    sp = (2.5, 2.5, 2.5)
+    z, y, x = np.indices((100, 60, 60)) * 2.5
+    img = np.full(z.shape, -100.0)
+    liver = z >= 150.0
+    img[liver] = 100.0
+    r = np.sqrt((z - 150) ** 2 + (y - 75) ** 2 + (x - 75) ** 2)
+    img[r <= 20.0] = 10.0
+    if calcified:
+        img[(r > 20.0) & (r <= 22.5)] = 400.0
+    liver &= r > (22.5 if calcified else 20.0)
+    add, found = _attached_masses(img, img, liver, np.ones(z.shape, bool), sp, max_hu=20.0, min_hu=-10.0,
+                                  radius_mm=10.0, min_liver_share=0.15, wall=img > 200.0, min_wall_share=0.3)
+    assert len(found) == 1
+    assert found[0]["accepted"] is calcified
+    if calcified:
+        assert found[0]["wall_share"] > 0.9 and found[0]["liver_share"] > 0.3
+        assert add[(r <= 20.0)].mean() > 0.95 and add[(r > 20.0) & (r <= 22.5)].mean() > 0.5
+    else:
+        assert found[0]["wall_share"] == 0.0 and not add.any()

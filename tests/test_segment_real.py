@@ -240,3 +240,33 @@ def test_bowel_and_stomach_against_the_liver_stay_outside(abdomen_variants):
     for organ, ids in (("stomach", [6]), ("colon", [20])):  # TotalSegmentator "total" labels
         inside = (seg.mask & np.isin(lab, ids)).sum() / np.isin(lab, ids).sum()
         assert inside < 0.02, organ
+
+
+def test_calcified_cyst_at_the_liver_surface_is_inside_the_mask_and_reported(abdomen_variants):
+    """A 60 mm fluid cyst (10 HU) with a 2 mm calcified wall (450 HU) centred on the liver surface of
+    the real non-contrast abdomen, the eggshell the seeds tie to hydatid disease: the growth stopped
+    at the wall and the cyst was left out whole, with no finding at all (0 findings before)."""
+    from scipy import ndimage as ndi
+
+    from calcscope.pipeline import analyze_volume
+
+    variants, vol, labels = abdomen_variants
+    liver = labels == variants.LIVER
+    base, _ = variants.make_variant(vol, labels, "non_contrast")
+    sp = np.asarray(vol.spacing_zyx)
+    depth = ndi.distance_transform_edt(liver, sampling=sp)
+    zs = np.nonzero(liver.any(axis=(1, 2)))[0]
+    z = int(zs[0] + len(zs) // 2)
+    ys, xs = np.nonzero((depth[z] > 0) & (depth[z] < 4))
+    k = int(np.argmax(np.abs(xs - 0.5 * (xs.min() + xs.max()))))
+    centre = np.array([z, ys[k], xs[k]])
+    r = np.sqrt((((np.moveaxis(np.indices(liver.shape), 0, -1) - centre) * sp) ** 2).sum(-1))
+    a = base.array.astype(np.float32)
+    cyst, wall = r <= 30.0, (r > 30.0) & (r <= 32.0)
+    a[cyst] = 10.0 + np.random.default_rng(0).normal(0.0, 12.0, int(cyst.sum()))
+    a[wall] = 450.0
+    res = analyze_volume(variants._volume_like(base, a, "calcified cyst"), timestamp=False, phase="non_contrast")
+    assert (cyst & res.masks.liver).sum() / cyst.sum() > 0.9
+    assert any("walled by calcium" in n for n in res.analysis.liver.notes)
+    kinds = [f.kind for f in res.analysis.findings]
+    assert "calcification" in kinds and ("cyst" in kinds or "lesion" in kinds)

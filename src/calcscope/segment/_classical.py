@@ -99,6 +99,9 @@ class ClassicalParams:
     mass_below_liver_sigma: float = 1.5
     mass_min_hu: float = 20.0
     mass_min_liver_share: float = 0.15
+    fluid_min_hu: float = -10.0
+    wall_calcium_hu: float = 200.0
+    min_wall_share: float = 0.3
 
 
 @dataclass
@@ -237,6 +240,8 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
     notes: list[str] = []
     can, img, sp, factors = coarse_image(volume, p.work_spacing_mm)
     src = can.array
+    # calcium on the working grid before the median (which erases a thin calcified wall)
+    calcium = img > p.wall_calcium_hu
     if p.median:
         img = ndi.median_filter(img, size=(1, 3, 3))
     nz, ny, nx = img.shape
@@ -364,18 +369,30 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
         bite &= muscle_dist > p.muscle_wall_mm
         liver |= bite
     if p.mass_radius_mm > 0:
-        # solid masses against the liver, darker than it, that the growth stopped at (a large
-        # metastasis at the surface): taken in when they border the liver over a fair share
+        # masses against the liver, darker than it, that the growth stopped at (a large
+        # metastasis at the surface): solid ones taken in when they border the liver over a fair
+        # share; fluid ones (the gallbladder is one) only inside a calcified wall (a hydatid cyst)
+        allowed_mass = body & ~lungs & below_lung & (muscle_dist > p.muscle_wall_mm)
+        max_hu = mode - p.mass_below_liver_sigma * sigma
         add, masses = _attached_masses(
-            img, gimg, liver, body & ~lungs & below_lung & (muscle_dist > p.muscle_wall_mm), sp,
-            max_hu=mode - p.mass_below_liver_sigma * sigma, min_hu=p.mass_min_hu, radius_mm=p.mass_radius_mm,
-            min_liver_share=p.mass_min_liver_share,
+            img, gimg, liver, allowed_mass, sp, max_hu=max_hu, min_hu=p.mass_min_hu,
+            radius_mm=p.mass_radius_mm, min_liver_share=p.mass_min_liver_share,
         )
-        liver |= add
+        add_w, walled = _attached_masses(
+            img, gimg, liver, allowed_mass, sp, max_hu=min(max_hu, p.mass_min_hu), min_hu=p.fluid_min_hu,
+            radius_mm=p.mass_radius_mm, min_liver_share=p.mass_min_liver_share,
+            wall=calcium, min_wall_share=p.min_wall_share,
+        )
+        liver |= add | add_w
         for m in masses:
             if m["accepted"]:
                 notes.append(f"a {m['volume_ml']:.0f} mL mass of {m['mean_hu']:.0f} HU against the liver "
                              f"({100 * m['liver_share']:.0f} % of its surface) taken into the mask")
+        for m in walled:
+            if m["accepted"]:
+                notes.append(f"a {m['volume_ml']:.0f} mL fluid mass of {m['mean_hu']:.0f} HU against the liver "
+                             f"({100 * m['liver_share']:.0f} % of its surface), {100 * m['wall_share']:.0f} % of "
+                             "the rest walled by calcium, taken into the mask")
     liver = ndi.binary_fill_holes(liver)
     liver = fill_holes_2d(liver, max_area_mm2=p.hole_max_area_mm2, spacing_yx=sp[1:])
     ivc = None
@@ -433,6 +450,8 @@ def _attached_masses(
     min_hu: float,
     radius_mm: float,
     min_liver_share: float,
+    wall: np.ndarray | None = None,
+    min_wall_share: float = 0.0,
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Solid masses darker than the liver that the growth left out, where they lie against it.
 
@@ -453,6 +472,12 @@ def _attached_masses(
         bowel walls, diaphragm, body-wall muscle).
     min_liver_share: float
         Least share of the mass's surface (voxel faces) that must border the liver.
+    wall: np.ndarray, optional
+        Voxels of a wall the mass must have (bool, e.g. calcium): when given, a mass is taken
+        only when at least ``min_wall_share`` of its surface borders it (within one voxel); the
+        wall is then part of the mass, also for its liver share.
+    min_wall_share: float
+        See ``wall``.
 
     Returns
     -------
@@ -475,22 +500,39 @@ def _attached_masses(
     lab, counts = largest_components(core, connectivity=6)
     # only cores whose ball reaches the liver: a ball centre within radius + one voxel of it
     near = dilate_mm(lv, radius_mm + 1.5 * max(sp), sp)
+    walled = None if wall is None else ndi.binary_dilation(wall[bx])
+    lv_touch = lv if wall is None else ndi.binary_dilation(lv)
     voxel_ml = float(np.prod(sp)) / 1000.0
     for k in np.unique(lab[near & core]):
         if k == 0:
             continue
         body = dilate_mm(lab == k, radius_mm + 0.5 * min(sp), sp) & cand
-        # faces of the mass's surface, and those that border the liver
+        wall_faces = body_faces = 0
+        if walled is not None:
+            # the share of the fluid's surface that borders the wall; the wall then counts as the
+            # mass's own (it lies between the fluid and the liver)
+            for ax in range(3):
+                for step in (1, -1):
+                    outside = np.roll(body, step, axis=ax) & ~body
+                    body_faces += int(outside.sum())
+                    wall_faces += int((outside & walled).sum())
+            body = body | (walled & ndi.binary_dilation(body))
+        # faces of the mass's surface, and those that border the liver (for a walled mass within
+        # one voxel: the partial-volume layer between a calcified wall and the liver is neither)
         faces = liver_faces = 0
         for ax in range(3):
             for step in (1, -1):
                 outside = np.roll(body, step, axis=ax) & ~body
                 faces += int(outside.sum())
-                liver_faces += int((outside & lv).sum())
+                liver_faces += int((outside & lv_touch).sum())
         share = liver_faces / max(faces, 1)
         ok = share >= min_liver_share
-        found.append(dict(volume_ml=round(float(body.sum()) * voxel_ml, 1), liver_share=round(share, 2),
-                          mean_hu=round(float(img[bx][body].mean()), 1), accepted=bool(ok)))
+        info = dict(volume_ml=round(float(body.sum()) * voxel_ml, 1), liver_share=round(share, 2),
+                    mean_hu=round(float(img[bx][body].mean()), 1))
+        if walled is not None:
+            info["wall_share"] = round(wall_faces / max(body_faces, 1), 2)
+            ok = ok and info["wall_share"] >= min_wall_share
+        found.append({**info, "accepted": bool(ok)})
         if ok:
             add[bx] |= body
     return add, found
