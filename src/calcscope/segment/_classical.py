@@ -391,8 +391,8 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
         for m in walled:
             if m["accepted"]:
                 notes.append(f"a {m['volume_ml']:.0f} mL fluid mass of {m['mean_hu']:.0f} HU against the liver "
-                             f"({100 * m['liver_share']:.0f} % of its surface), {100 * m['wall_share']:.0f} % of "
-                             "the rest walled by calcium, taken into the mask")
+                             f"({100 * m['liver_share']:.0f} % of its surface), {100 * m['wall_share']:.0f} % of the fluid "
+                             "walled by calcium, taken into the mask")
     liver = ndi.binary_fill_holes(liver)
     liver = fill_holes_2d(liver, max_area_mm2=p.hole_max_area_mm2, spacing_yx=sp[1:])
     ivc = None
@@ -453,7 +453,7 @@ def _attached_masses(
     wall: np.ndarray | None = None,
     min_wall_share: float = 0.0,
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
-    """Solid masses darker than the liver that the growth left out, where they lie against it.
+    """Masses darker than the liver that the growth left out, where they lie against it.
 
     Parameters
     ----------
@@ -507,35 +507,36 @@ def _attached_masses(
         if k == 0:
             continue
         body = dilate_mm(lab == k, radius_mm + 0.5 * min(sp), sp) & cand
-        wall_faces = body_faces = 0
+        wall_share = None
         if walled is not None:
             # the share of the fluid's surface that borders the wall; the wall then counts as the
             # mass's own (it lies between the fluid and the liver)
-            for ax in range(3):
-                for step in (1, -1):
-                    outside = np.roll(body, step, axis=ax) & ~body
-                    body_faces += int(outside.sum())
-                    wall_faces += int((outside & walled).sum())
+            wall_share = _border_share(body, walled)
             body = body | (walled & ndi.binary_dilation(body))
-        # faces of the mass's surface, and those that border the liver (for a walled mass within
-        # one voxel: the partial-volume layer between a calcified wall and the liver is neither)
-        faces = liver_faces = 0
-        for ax in range(3):
-            for step in (1, -1):
-                outside = np.roll(body, step, axis=ax) & ~body
-                faces += int(outside.sum())
-                liver_faces += int((outside & lv_touch).sum())
-        share = liver_faces / max(faces, 1)
+        # share of the mass's surface that borders the liver (for a walled mass within one voxel:
+        # the partial-volume layer between a calcified wall and the liver is neither)
+        share = _border_share(body, lv_touch)
         ok = share >= min_liver_share
         info = dict(volume_ml=round(float(body.sum()) * voxel_ml, 1), liver_share=round(share, 2),
                     mean_hu=round(float(img[bx][body].mean()), 1))
-        if walled is not None:
-            info["wall_share"] = round(wall_faces / max(body_faces, 1), 2)
-            ok = ok and info["wall_share"] >= min_wall_share
+        if wall_share is not None:
+            info["wall_share"] = round(wall_share, 2)
+            ok = ok and wall_share >= min_wall_share
         found.append({**info, "accepted": bool(ok)})
         if ok:
             add[bx] |= body
     return add, found
+
+
+def _border_share(body: np.ndarray, target: np.ndarray) -> float:
+    """Share of the voxel faces of ``body``'s surface whose outer neighbour lies in ``target``."""
+    faces = hits = 0
+    for ax in range(body.ndim):
+        for step in (1, -1):
+            outside = np.roll(body, step, axis=ax) & ~body
+            faces += int(outside.sum())
+            hits += int((outside & target).sum())
+    return hits / max(faces, 1)
 
 
 def _reattach(img: np.ndarray, dropped: np.ndarray, kept: np.ndarray, *, mode: float, max_diff_hu: float, min_contact: float) -> np.ndarray:
