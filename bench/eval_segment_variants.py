@@ -13,7 +13,12 @@ project has no real example of, with known truth:
   HU: 55 in portal venous, 28 without contrast, with 12 HU noise), centred on the liver surface or
   15 mm or more inside it; measured: the share of the mass inside the automatic liver mask and whether
   ``analyze`` reports a finding whose centroid lies in the mass, with the automatic mask and with the
-  liver label plus the mass given as the mask (what a user mask or TotalSegmentator would provide).
+  liver label plus the mass given as the mask (what a user mask or TotalSegmentator would provide);
+* **cysts inside the liver** (``--cysts``): 40 and 50 mm fluid balls (10 HU, 12 HU noise), simple
+  or with a 2 mm 450 HU eggshell wall, centred where the liver (the scan's edge counting as its
+  surface) is deeper than the radius + 3 mm, two placements; measured: the share inside the
+  automatic mask, the findings ``analyze`` reports within 10 mm of the centre, the number of
+  other findings and the first condition of the differential.
 
 For each variant: Dice and volume difference of the automatic mask against the liver label,
 the share of neighbouring organ labels inside the mask (> 2 % listed), the phase estimate with
@@ -24,7 +29,7 @@ change), and a fatty liver's vessels are lowered with it.
 
 Usage (from the repository root; about 1 minute)::
 
-    .venv/bin/python bench/eval_segment_variants.py [--json out.json] [--masses]
+    .venv/bin/python bench/eval_segment_variants.py [--json out.json] [--masses] [--cysts]
 """
 
 from __future__ import annotations
@@ -166,6 +171,51 @@ def mass_rows(vol, labels: np.ndarray, seed: int = 0) -> list[dict]:
     return rows
 
 
+def paint_cyst(vol, centre_zyx, radius_mm: float, wall: bool, seed: int):
+    """The CT with a fluid ball (10 HU + 12 HU noise, 1 mm partial-volume edge), with a 2 mm
+    450 HU eggshell wall when ``wall``, and the mask of its fluid."""
+    sp = np.asarray(vol.spacing_zyx)
+    a0 = vol.array.astype(np.float32)
+    zz, yy, xx = np.indices(a0.shape)
+    d = np.sqrt(((zz - centre_zyx[0]) * sp[0]) ** 2 + ((yy - centre_zyx[1]) * sp[1]) ** 2 + ((xx - centre_zyx[2]) * sp[2]) ** 2)
+    w_in = np.clip(radius_mm + 0.5 - d, 0.0, 1.0)
+    w_out = np.clip(radius_mm + 2.5 - d, 0.0, 1.0)
+    fluid = 10.0 + np.random.default_rng(seed).normal(0.0, 12.0, a0.shape)
+    a = a0 * (1 - w_out) + fluid * w_in + (450.0 if wall else a0) * (w_out - w_in)
+    return _volume_like(vol, a, "cyst"), w_in > 0.5
+
+
+def cyst_rows(vol, labels: np.ndarray) -> list[dict]:
+    """40 and 50 mm cysts (simple and eggshell) inside the liver, two placements each, both phases."""
+    from calcscope.pipeline import analyze_volume
+
+    ref = labels == LIVER
+    sp = np.asarray(vol.spacing_zyx)
+    # distance to the liver's surface, the scan's edge counting as surface
+    depth = ndi.distance_transform_edt(np.pad(ref, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
+    zs = np.nonzero(ref.any(axis=(1, 2)))[0]
+    zi = np.arange(ref.shape[0])[:, None, None]
+    rows = []
+    for radius in (20.0, 25.0):
+        nz = int(np.ceil(radius / sp[0])) + 1
+        pts = np.argwhere((depth > radius + 3.0) & (zi >= zs[0] + nz) & (zi <= zs[-1] - nz))
+        for seed in (0, 1):
+            c = pts[np.random.default_rng(seed).integers(len(pts))]
+            for phase in ("non_contrast", "portal_venous"):
+                base, _ = make_variant(vol, labels, phase)
+                for wall in (False, True):
+                    v, cyst = paint_cyst(base, c, radius, wall, seed + 7)
+                    res = analyze_volume(v, timestamp=False, phase=phase)
+                    near = [f for f in res.analysis.findings if f.kind in ("cyst", "lesion") and f.centroid_voxel is not None
+                            and np.linalg.norm((np.asarray(f.centroid_voxel) - c) * sp) < 10.0]
+                    top = res.analysis.differential.ranked[0].condition_id if res.analysis.differential and res.analysis.differential.ranked else None
+                    rows.append(dict(phase=phase, diameter_mm=2 * radius, wall="eggshell" if wall else "none",
+                                     centre_zyx=[int(x) for x in c], inside_mask=round(float((cyst & res.masks.liver).sum() / cyst.sum()), 3),
+                                     reported_as=[f"{f.kind} {f.size_mm:.0f} mm" for f in near],
+                                     other_findings=len(res.analysis.findings) - len(near), top=top))
+    return rows
+
+
 def _kinds_in(findings, mass: np.ndarray) -> list[str]:
     """Kinds of the findings whose centroid lies in ``mass``."""
     out = []
@@ -190,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, help="write the rows as JSON")
     ap.add_argument("--masses", action="store_true", help="also insert large hypodense masses (about 1 more minute)")
+    ap.add_argument("--cysts", action="store_true", help="also insert cysts inside the liver (about 1 more minute)")
     args = ap.parse_args(argv)
     if not TS.is_dir():
         print(f"shared data not found at {TS}", file=sys.stderr)
@@ -206,15 +257,25 @@ def main(argv: list[str] | None = None) -> int:
         a = "-" if r["aorta_hu"] is None else f"{r['aorta_hu']:.0f}"
         li = "-" if r["liver_hu"] is None else f"{r['liver_hu']:.0f}"
         print(f"| {phase} | {fat:g} | {noise:g} | {fov} | {r['dice']:.3f} | {100 * r['volume_diff']:+.1f} % | {r['phase_read']} | {a} / {li} | {nb} | {'yes' if r['warned'] else 'no'} |", flush=True)
+    extra = []
     if args.masses:
+        extra.append((["phase", "mass", "diameter", "outside the liver label", "inside the automatic mask",
+                       "reported (automatic mask)", "reported (liver label + mass as mask)"], mass_rows, lambda r: [
+            r["phase"], r["place"], f"{r['diameter_mm']:g} mm", f"{100 * r['outside_liver_label']:.0f} %",
+            f"{100 * r['inside_mask']:.0f} %", ", ".join(r["reported_as"]) or "nothing",
+            ", ".join(r["reported_with_true_mask"]) or "nothing"]))
+    if args.cysts:
+        extra.append((["phase", "cyst", "wall", "centre (z, y, x)", "inside the automatic mask", "reported at the cyst",
+                       "other findings", "first in the differential"], cyst_rows, lambda r: [
+            r["phase"], f"{r['diameter_mm']:g} mm", r["wall"], str(tuple(r["centre_zyx"])), f"{100 * r['inside_mask']:.0f} %",
+            ", ".join(r["reported_as"]) or "nothing", str(r["other_findings"]), str(r["top"])]))
+    for header, make_rows, cells in extra:
         print()
-        print("| phase | mass | diameter | outside the liver label | inside the automatic mask | reported (automatic mask) | reported (liver label + mass as mask) |")
-        print("|---|---|---|---|---|---|---|")
-        for r in mass_rows(vol, labels):
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for r in make_rows(vol, labels):
             rows.append(r)
-            print(f"| {r['phase']} | {r['place']} | {r['diameter_mm']:g} mm | {100 * r['outside_liver_label']:.0f} % | "
-                  f"{100 * r['inside_mask']:.0f} % | {', '.join(r['reported_as']) or 'nothing'} | "
-                  f"{', '.join(r['reported_with_true_mask']) or 'nothing'} |", flush=True)
+            print("| " + " | ".join(cells(r)) + " |", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

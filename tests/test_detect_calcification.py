@@ -453,3 +453,31 @@ def test_noise_on_vessel_rule_separates_blood_from_calcium():
     assert not _structure_case(330.0, 360.0)
     # a focus in plain parenchyma has no structure around it
     assert not _structure_case(70.0, 380.0)
+
+
+@pytest.mark.parametrize("beyond, is_bone", [("rib", True), ("fat", False), ("vein", False)])
+def test_piece_of_a_rib_in_the_margin_is_told_from_a_capsular_focus(beyond, is_bone):
+    """On a coarse contrast-phase grid a rib's cortex breaks at the hysteresis level (the vessel
+    pool + 3.5 SD) and a piece may lie in the capsular margin. Grown outside the liver through
+    voxels above parenchyma + 3.5 SD, a rib brings more voxels above the threshold beyond the margin
+    than the piece holds; fat, or an enhanced vein (blood under the threshold), does not."""
+    from calcscope.detect._calcification import _continues_into_bone
+
+    spacing = np.array([3.0, 3.0, 3.0])
+    a = np.full((20, 20, 20), 100.0)
+    liver = np.zeros(a.shape, bool)
+    liver[:, :10] = True
+    region = liver.copy()
+    region[:, 10] = True  # one-voxel capsular margin
+    piece = np.zeros(a.shape, bool)
+    piece[9:11, 10, 9:11] = True
+    a[piece] = 300.0
+    a[:, 11:] = -100.0  # fat beyond the margin
+    if beyond == "rib":
+        a[8:12, 11, 10] = 180.0  # the cortex between the piece and the rib: above 150, below 250
+        a[6:14, 12, 5:15] = 320.0
+    elif beyond == "vein":
+        a[4:16, 11:15, 8:12] = 180.0
+    sl = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(piece))
+    got = _continues_into_bone(a, piece[sl], sl, liver, region, spacing, level_hu=150.0, threshold_hu=250.0)
+    assert got is is_bone

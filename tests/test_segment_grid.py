@@ -219,3 +219,70 @@ def test_fluid_mass_against_the_liver_is_taken_only_inside_a_calcified_wall(calc
         assert add[(r <= 20.0)].mean() > 0.95 and add[(r > 20.0) & (r <= 22.5)].mean() > 0.5
     else:
         assert found[0]["wall_share"] == 0.0 and not add.any()
+
+
+def _cyst_scene(where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A liver block with a 40 mm fluid ball (10 HU) and the band of partial volume the growth
+    leaves around it (two voxels of 55 HU, not liver); ``where`` = "inside" (the band reaches the
+    outside only through a 5 mm vein), "half_out" (the ball's centre on the liver surface) or
+    "scan_edge" (inside, but the ball is cut by the scan's first slice)."""
+    sp = (2.5, 2.5, 2.5)
+    z, y, x = np.indices((80, 60, 60)) * 2.5
+    cz = {"inside": 100.0, "half_out": 50.0, "scan_edge": 10.0}[where]
+    img = np.full(z.shape, -100.0)
+    liver = z >= (50.0 if where == "half_out" else 0.0)
+    r = np.sqrt((z - cz) ** 2 + (y - 75) ** 2 + (x - 75) ** 2)
+    vein = (np.hypot(z - cz, y - 75) <= 2.5) & (x > 75)
+    liver &= (r > 25.0) & ~vein
+    img[liver] = 100.0
+    img[(r <= 25.0) | vein] = 55.0
+    img[r <= 20.0] = 10.0
+    return img, liver, r
+
+
+@pytest.mark.parametrize("where, taken", [("inside", True), ("half_out", False), ("scan_edge", False)])
+def test_fluid_mass_surrounded_by_the_liver_is_taken_with_its_band(where, taken):
+    """A simple cyst inside the liver is taken without a wall when most of its surface lies within
+    6 mm of the liver, with the band between (or the cyst would be an island); half out of the
+    liver (the gallbladder's case) or cut by the scan's edge it is left alone."""
+    from calcscope.segment._classical import _attached_masses
+
+    img, liver, r = _cyst_scene(where)
+    add, found = _attached_masses(img, img, liver, np.ones(img.shape, bool), (2.5, 2.5, 2.5), max_hu=20.0,
+                                  min_hu=-10.0, radius_mm=10.0, min_liver_share=0.15, wall=img > 200.0,
+                                  min_wall_share=0.3, enclosed_share=0.6, ring_mm=6.0)
+    assert len(found) == 1
+    assert found[0]["accepted"] is taken
+    if taken:
+        assert found[0]["ring_share"] > 0.9 and found[0]["liver_share"] < 0.15  # the band keeps it off the liver
+        assert add[r <= 25.0].mean() > 0.95 and not (add & liver).any()
+    else:
+        assert not add.any()
+        if where == "half_out":
+            assert found[0]["ring_share"] < 0.6
+
+
+@pytest.mark.parametrize("content_hu, taken", [(10.0, True), (-100.0, False)])
+def test_cavity_reaching_the_outside_through_a_vein_is_filled(content_hu, taken):
+    """A 30 mm cavity that the liver encloses except for a 5 mm vein leading out is no hole for
+    ``binary_fill_holes``; the opening by a 7.5 mm ball separates it. Fat in it stays out (a
+    fissure is no lesion)."""
+    from scipy import ndimage as ndi
+
+    from calcscope.segment._classical import _enclosed_cavities
+
+    sp = (2.5, 2.5, 2.5)
+    z, y, x = np.indices((60, 60, 60)) * 2.5
+    r = np.sqrt((z - 75) ** 2 + (y - 75) ** 2 + (x - 75) ** 2)
+    vein = (np.hypot(z - 75, y - 75) <= 2.5) & (x > 75)
+    liver = (np.abs(z - 75) < 50) & (np.abs(y - 75) < 50) & (np.abs(x - 75) < 50) & (r > 15.0) & ~vein
+    img = np.where(liver, 100.0, -100.0)
+    img[r <= 15.0] = content_hu
+    assert not (ndi.binary_fill_holes(liver) & (r <= 15.0)).any()  # the vein opens the hole
+    add, found = _enclosed_cavities(img, liver, sp, radius_mm=7.5, min_hu=-10.0, min_liver_share=0.8)
+    assert len(found) == 1 and found[0]["accepted"] is taken
+    assert found[0]["liver_share"] > 0.9
+    if taken:
+        assert add[r <= 15.0].all() and not (add & liver).any() and not add[vein & (x > 100)].any()
+    else:
+        assert not add.any()

@@ -161,6 +161,13 @@ MAX_OUTSIDE_FRACTION = 0.5
 #: Exception: a calcified shell around a hypodense cavity (the eggshell wall of a hydatid
 #: cyst or healed abscess) whose cyst the liver mask left out (:func:`_encloses_cavity`)
 MAX_OUTSIDE_MM3 = 500.0
+#: A focus in the capsular margin that is a piece of a rib: on a coarse grid the rib's cortex
+#: breaks, at the hysteresis level, into pieces, and one lying mostly in the margin passes the
+#: two tests above. Grown outside the liver through voxels above the parenchyma by
+#: :data:`K_LOW` noise SD within this distance (mm), a rib brings more voxels above the threshold
+#: beyond the search region than the piece holds inside it; a capsular calcification has fat,
+#: muscle or diaphragm beyond it.
+BONE_CONTINUATION_MM = 10.0
 #: Compact-focus rule (portal venous and delayed phases): a small focus whose peak lies
 #: below the vessel-pool threshold but above the pool by :data:`K_FOCUS_POOL` noise SD and
 #: above the parenchyma by :data:`K_FOCUS_PARENCHYMA`, is kept when it is isolated: no
@@ -454,6 +461,38 @@ def _vessel_tree(
 # --------------------------------------------------------------------------------------
 
 
+def _continues_into_bone(
+    a: np.ndarray,
+    comp: np.ndarray,
+    sl: tuple[slice, ...],
+    liver: np.ndarray,
+    region: np.ndarray,
+    spacing: np.ndarray,
+    level_hu: float,
+    threshold_hu: float,
+) -> bool:
+    """True when a candidate reaching out of the liver is a piece of a bright structure beyond it.
+
+    The candidate ``comp`` (at ``sl`` of the box arrays) is grown, outside the liver only, through
+    voxels above ``level_hu`` within :data:`BONE_CONTINUATION_MM`; it is such a piece when the
+    grown structure holds more voxels above ``threshold_hu`` outside the search ``region`` than
+    the candidate holds inside it.
+    """
+    pad = np.ceil(BONE_CONTINUATION_MM / spacing).astype(int)
+    win = tuple(slice(max(0, s.start - p), min(n, s.stop + p)) for s, p, n in zip(sl, pad, a.shape))
+    inner = tuple(slice(s.start - w.start, s.stop - w.start) for s, w in zip(sl, win))
+    seed = np.zeros(a[win].shape, bool)
+    seed[inner] = comp
+    grow = ((a[win] > level_hu) & ~liver[win]) | seed
+    lab = cc3d.connected_components(grow, connectivity=26)
+    ids = np.unique(lab[seed])
+    struct = np.isin(lab, ids[ids > 0])
+    bright = a[win] > threshold_hu
+    beyond = int(np.count_nonzero(struct & bright & ~region[win]))
+    within = int(np.count_nonzero(seed & bright & region[win]))
+    return beyond > within
+
+
 def _encloses_cavity(image: np.ndarray, comp: np.ndarray, liver: np.ndarray, spacing: np.ndarray) -> bool:
     """True when ``comp`` is a calcified shell around a cavity darker than the liver.
 
@@ -556,6 +595,11 @@ def find_calcifications(
             outside = total - in_region
             if outside > MAX_OUTSIDE_FRACTION * total or (
                 outside * vox_mm3 > MAX_OUTSIDE_MM3 and not _encloses_cavity(a[sl], comp, liv[sl], spacing)
+            ):
+                rejected["extrahepatic"] += 1
+                continue
+            if (comp & ~liv[sl]).any() and _continues_into_bone(a, comp, sl, liv, reg, spacing, parenchyma_hu + K_LOW * noise_hu, thr) and not (
+                _encloses_cavity(a[sl], comp, liv[sl], spacing)
             ):
                 rejected["extrahepatic"] += 1
                 continue

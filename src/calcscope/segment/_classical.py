@@ -9,7 +9,8 @@ Outline (all on a down-sampled grid of about ``work_spacing_mm``, canonical S/P/
 4. soft-tissue candidate within the adaptive window, minus lungs and a thin body-wall rim;
 5. separation from neighbours by an opening of a few mm, keeping the component that fills the
    right upper abdomen best, reconstructed back inside the candidate;
-6. closing, 3-D and slice-wise hole filling (vessels, lesions, calcifications stay inside),
+6. closing, 3-D and slice-wise hole filling (vessels, lesions, calcifications stay inside; a
+   cavity the liver encloses except for narrow channels, such as a cyst on a vein, too),
    smoothing of the surface;
 7. up-sampling to the CT grid by linear interpolation of the smoothed mask, the boundary band
    settled on the fine intensities;
@@ -102,6 +103,11 @@ class ClassicalParams:
     fluid_min_hu: float = -10.0
     wall_calcium_hu: float = 200.0
     min_wall_share: float = 0.3
+    mass_reattach_sigma: float = 1.5
+    fluid_enclosed_share: float = 0.6
+    fluid_enclosed_ring_mm: float = 6.0
+    cavity_radii_mm: tuple[float, ...] = (7.5,)
+    cavity_min_liver_share: float = 0.8
 
 
 @dataclass
@@ -359,6 +365,7 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
             kept = (dilate_mm(body_part, p.neck_radius_mm + 0.5 * min(sp), sp) & liver) | (seed & liver)
             liver = kept | _reattach(img, liver & ~kept, kept, mode=mode, max_diff_hu=max(p.reattach_min_hu, p.reattach_sigma * sigma),
                                      min_contact=p.reattach_min_contact)
+    neck_dropped = grown & ~liver
 
     liver = close_mm(liver, p.close_radius_mm, sp) & body & ~lungs
     if p.bite_radius_mm > p.close_radius_mm:
@@ -382,18 +389,46 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
             img, gimg, liver, allowed_mass, sp, max_hu=min(max_hu, p.mass_min_hu), min_hu=p.fluid_min_hu,
             radius_mm=p.mass_radius_mm, min_liver_share=p.mass_min_liver_share,
             wall=calcium, min_wall_share=p.min_wall_share,
+            enclosed_share=p.fluid_enclosed_share, ring_mm=p.fluid_enclosed_ring_mm,
         )
         liver |= add | add_w
+        taken = add | add_w
+        if taken.any() and neck_dropped.any():
+            # liver cut off at a neck that a mass made (a thin rim over a large cyst) joins again
+            # now that the mass is liver: only within 10 mm of a mass and touching it, with the neck step's
+            # contact test and its HU test on the median, wider (the rim carries the mass's
+            # partial-volume band)
+            near_mass = dilate_mm(taken, p.mass_radius_mm, sp)  # the rim, not what the growth ran into beyond it
+            lab_d, _ = largest_components(neck_dropped & ~liver & near_mass, connectivity=6)
+            ids_d = np.unique(lab_d[ndi.binary_dilation(taken) & (lab_d > 0)])
+            liver |= _reattach(img, np.isin(lab_d, ids_d), liver, mode=mode,
+                               max_diff_hu=max(p.reattach_min_hu, p.mass_reattach_sigma * sigma),
+                               min_contact=p.reattach_min_contact, median=True)
         for m in masses:
             if m["accepted"]:
                 notes.append(f"a {m['volume_ml']:.0f} mL mass of {m['mean_hu']:.0f} HU against the liver "
                              f"({100 * m['liver_share']:.0f} % of its surface) taken into the mask")
         for m in walled:
-            if m["accepted"]:
+            if m["accepted"] and m["wall_share"] >= p.min_wall_share and m["liver_share"] >= p.mass_min_liver_share:
                 notes.append(f"a {m['volume_ml']:.0f} mL fluid mass of {m['mean_hu']:.0f} HU against the liver "
                              f"({100 * m['liver_share']:.0f} % of its surface), {100 * m['wall_share']:.0f} % of the fluid "
                              "walled by calcium, taken into the mask")
+            elif m["accepted"]:
+                notes.append(f"a {m['volume_ml']:.0f} mL fluid mass of {m['mean_hu']:.0f} HU surrounded by the liver "
+                             f"({100 * m['ring_share']:.0f} % of its surface within {p.fluid_enclosed_ring_mm:g} mm of it) "
+                             "taken into the mask")
     liver = ndi.binary_fill_holes(liver)
+    for radius in p.cavity_radii_mm:
+        # a cyst inside the liver that touches a vein is no hole: the vein tree leads out of the
+        # liver (to the IVC) and it is wider than the slice-wise filling takes; the larger ball
+        # cuts the wider contacts (a thin rim of liver the growth missed against the IVC)
+        add_c, cavities = _enclosed_cavities(img, liver, sp, radius_mm=radius, min_hu=p.fluid_min_hu,
+                                             min_liver_share=p.cavity_min_liver_share)
+        liver |= add_c
+        for m in cavities:
+            if m["accepted"]:
+                notes.append(f"a {m['volume_ml']:.0f} mL cavity of {m['median_hu']:.0f} HU enclosed by the liver "
+                             f"({100 * m['liver_share']:.0f} % of its surface) filled")
     liver = fill_holes_2d(liver, max_area_mm2=p.hole_max_area_mm2, spacing_yx=sp[1:])
     ivc = None
     if p.ivc_min_gap_hu > 0 and liver.any():
@@ -452,6 +487,8 @@ def _attached_masses(
     min_liver_share: float,
     wall: np.ndarray | None = None,
     min_wall_share: float = 0.0,
+    enclosed_share: float | None = None,
+    ring_mm: float = 0.0,
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Masses darker than the liver that the growth left out, where they lie against it.
 
@@ -478,6 +515,13 @@ def _attached_masses(
         wall is then part of the mass, also for its liver share.
     min_wall_share: float
         See ``wall``.
+    enclosed_share: float, optional
+        A mass is also taken, wall or not, when at least this share of its surface lies within
+        ``ring_mm`` of the liver: a cyst inside the liver, apart from it by the ring of partial
+        volume and smoothing that the growth does not take (and by a thin rim of liver where it
+        nears the surface). The gallbladder, bowel and ascites border the liver over far less.
+    ring_mm: float
+        See ``enclosed_share``; the cores searched for lie this much farther from the liver.
 
     Returns
     -------
@@ -499,9 +543,10 @@ def _attached_masses(
         return add, found
     lab, counts = largest_components(core, connectivity=6)
     # only cores whose ball reaches the liver: a ball centre within radius + one voxel of it
-    near = dilate_mm(lv, radius_mm + 1.5 * max(sp), sp)
+    near = dilate_mm(lv, radius_mm + ring_mm + 1.5 * max(sp), sp)
     walled = None if wall is None else ndi.binary_dilation(wall[bx])
     lv_touch = lv if wall is None else ndi.binary_dilation(lv)
+    lv_ring = None if enclosed_share is None else dilate_mm(lv, ring_mm, sp)
     voxel_ml = float(np.prod(sp)) / 1000.0
     for k in np.unique(lab[near & core]):
         if k == 0:
@@ -522,9 +567,89 @@ def _attached_masses(
         if wall_share is not None:
             info["wall_share"] = round(wall_share, 2)
             ok = ok and wall_share >= min_wall_share
+        if lv_ring is not None:
+            ring_share = _border_share(body, lv_ring)
+            info["ring_share"] = round(ring_share, 2)
+            # a mass cut by the scan's edge cannot be shown to be enclosed (the top of a
+            # gallbladder on a scan that ends at the fossa borders the liver all round)
+            if not ok and ring_share >= enclosed_share and not _touches_scan_edge(body, bx, liver.shape):
+                ok = True
+                # the ring between the mass and the liver (not fat) comes with it, or the mass
+                # would be an island the main-component step drops
+                body = body | (dilate_mm(body, ring_mm, sp) & lv_ring & ~lv & allowed[bx] & (gimg[bx] > min_hu))
         found.append({**info, "accepted": bool(ok)})
         if ok:
             add[bx] |= body
+    return add, found
+
+
+def _touches_scan_edge(body: np.ndarray, box: tuple[slice, ...], shape: tuple[int, ...]) -> bool:
+    """True when ``body`` (cut out at ``box``) reaches a face of the whole array."""
+    for ax, sl in enumerate(box):
+        if sl.start == 0 and body.take(0, axis=ax).any():
+            return True
+        if sl.stop == shape[ax] and body.take(-1, axis=ax).any():
+            return True
+    return False
+
+
+def _enclosed_cavities(
+    img: np.ndarray,
+    liver: np.ndarray,
+    sp: tuple[float, float, float],
+    *,
+    radius_mm: float,
+    min_hu: float,
+    min_liver_share: float,
+) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """Regions the liver encloses except for channels narrower than a ball (a cyst on a vein).
+
+    The outside of the liver is opened by a ball of ``radius_mm``: a cavity that holds the ball
+    and reaches the rest of the outside only through narrower channels (vessels, ducts) becomes
+    a component of its own. It is taken when its median HU is not below ``min_hu`` (fat in a
+    fissure and gas stay out) and at least ``min_liver_share`` of its surface borders the liver.
+
+    Parameters
+    ----------
+    img: np.ndarray
+        Working-grid image (HU).
+    liver: np.ndarray
+        The liver so far, its enclosed holes already filled (bool).
+    sp: tuple of float
+        Working-grid spacing (mm).
+    radius_mm, min_hu, min_liver_share: float
+        See above.
+
+    Returns
+    -------
+    add: np.ndarray
+        Voxels to add to the liver (bool, working grid).
+    found: list of dict
+        Per cavity: volume (mL), liver share, median HU, accepted.
+    """
+    add = np.zeros(liver.shape, bool)
+    found: list[dict[str, float]] = []
+    if not liver.any():
+        return add, found
+    bx = _grown_box(liver, [int(np.ceil(radius_mm / s)) + 2 for s in sp])
+    lv = liver[bx]
+    out = ~lv
+    # the box faces are replicated, not eroded: the outside goes on beyond them
+    core = erode_mm(out, radius_mm, sp, edge_axes=(0, 1, 2))
+    lab, counts = largest_components(core, connectivity=6)
+    faces = np.unique(np.concatenate([np.unique(np.take(lab, [0, -1], axis=ax)) for ax in range(3)]))
+    voxel_ml = float(np.prod(sp)) / 1000.0
+    for k in range(1, counts.size):
+        if k in faces:
+            continue
+        cav = dilate_mm(lab == k, radius_mm + 0.5 * min(sp), sp) & out
+        share = _border_share(cav, lv)
+        median = float(np.median(img[bx][cav]))
+        ok = share >= min_liver_share and median >= min_hu
+        found.append(dict(volume_ml=round(float(cav.sum()) * voxel_ml, 1), liver_share=round(share, 2),
+                          median_hu=round(median, 1), accepted=bool(ok)))
+        if ok:
+            add[bx] |= cav
     return add, found
 
 
@@ -539,10 +664,12 @@ def _border_share(body: np.ndarray, target: np.ndarray) -> float:
     return hits / max(faces, 1)
 
 
-def _reattach(img: np.ndarray, dropped: np.ndarray, kept: np.ndarray, *, mode: float, max_diff_hu: float, min_contact: float) -> np.ndarray:
+def _reattach(img: np.ndarray, dropped: np.ndarray, kept: np.ndarray, *, mode: float, max_diff_hu: float, min_contact: float,
+              median: bool = False) -> np.ndarray:
     """Parts cut off at a neck that are liver after all: same attenuation and a broad interface.
 
-    A component of ``dropped`` is given back when its mean lies within ``max_diff_hu`` of the
+    A component of ``dropped`` is given back when its mean (its median with ``median``: a rim
+    over a cyst carries the cyst's dark partial-volume band) lies within ``max_diff_hu`` of the
     liver mode and the number of its voxels face-adjacent to ``kept`` is at least ``min_contact``
     times its volume in voxels to the power 2/3 (a lobe tip joined along its width, not an organ
     touching at a point). Neighbouring organs of equal attenuation would pass the first test but
@@ -554,7 +681,7 @@ def _reattach(img: np.ndarray, dropped: np.ndarray, kept: np.ndarray, *, mode: f
     lab, n = ndi.label(dropped)
     idx = np.arange(1, n + 1)
     size = ndi.sum_labels(np.ones_like(img, dtype=np.float32), lab, idx)
-    mean = ndi.mean(img, lab, idx)
+    mean = np.asarray(ndi.median(img, lab, idx) if median else ndi.mean(img, lab, idx), dtype=float)
     touch = ndi.binary_dilation(kept) & dropped
     contact = ndi.sum_labels(touch, lab, idx)
     ok = (np.abs(mean - mode) <= max_diff_hu) & (contact >= min_contact * np.power(size, 2.0 / 3.0))
