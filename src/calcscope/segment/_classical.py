@@ -33,6 +33,7 @@ from ._grid import (
     block_reduce_mean,
     close_mm,
     dilate_mm,
+    distance_in_box,
     erode_mm,
     face_touching,
     fill_holes_2d,
@@ -543,43 +544,57 @@ def _attached_masses(
         return add, found
     lab, counts = largest_components(core, connectivity=6)
     # only cores whose ball reaches the liver: a ball centre within radius + one voxel of it
-    near = dilate_mm(lv, radius_mm + ring_mm + 1.5 * max(sp), sp)
+    reach = radius_mm + ring_mm + 1.5 * max(sp)
+    lv_ring: np.ndarray | None = None
+    if enclosed_share is None:
+        near = dilate_mm(lv, reach, sp)
+    else:
+        # one distance map for both reaches (the liver's box grown by them, a costly transform)
+        near, lv_ring = np.zeros(lv.shape, bool), np.zeros(lv.shape, bool)
+        got = distance_in_box(lv, reach, sp)
+        if got is not None:
+            near[got[0]], lv_ring[got[0]] = got[1] <= reach, got[1] <= ring_mm
     walled = None if wall is None else ndi.binary_dilation(wall[bx])
     lv_touch = lv if wall is None else ndi.binary_dilation(lv)
-    lv_ring = None if enclosed_share is None else dilate_mm(lv, ring_mm, sp)
     voxel_ml = float(np.prod(sp)) / 1000.0
+    img_b, gimg_b, allowed_b, add_b = img[bx], gimg[bx], allowed[bx], add[bx]
+    # each mass is worked on in its own box: wide enough for its ball, its wall and its band
+    objs = ndi.find_objects(lab)
+    pad = [int(np.ceil((radius_mm + ring_mm + 2.0 * max(sp)) / s)) + 3 for s in sp]
     for k in np.unique(lab[near & core]):
         if k == 0:
             continue
-        body = dilate_mm(lab == k, radius_mm + 0.5 * min(sp), sp) & cand
+        ls = tuple(slice(max(0, o.start - q), min(n, o.stop + q)) for o, q, n in zip(objs[k - 1], pad, lab.shape))
+        body = dilate_mm(lab[ls] == k, radius_mm + 0.5 * min(sp), sp) & cand[ls]
         wall_share = None
         if walled is not None:
             # the share of the fluid's surface that borders the wall; the wall then counts as the
             # mass's own (it lies between the fluid and the liver)
-            wall_share = _border_share(body, walled)
-            body = body | (walled & ndi.binary_dilation(body))
+            wall_share = _border_share(body, walled[ls])
+            body = body | (walled[ls] & ndi.binary_dilation(body))
         # share of the mass's surface that borders the liver (for a walled mass within one voxel:
         # the partial-volume layer between a calcified wall and the liver is neither)
-        share = _border_share(body, lv_touch)
+        share = _border_share(body, lv_touch[ls])
         ok = share >= min_liver_share
         info = dict(volume_ml=round(float(body.sum()) * voxel_ml, 1), liver_share=round(share, 2),
-                    mean_hu=round(float(img[bx][body].mean()), 1))
+                    mean_hu=round(float(img_b[ls][body].mean()), 1))
         if wall_share is not None:
             info["wall_share"] = round(wall_share, 2)
             ok = ok and wall_share >= min_wall_share
         if lv_ring is not None:
-            ring_share = _border_share(body, lv_ring)
+            ring_share = _border_share(body, lv_ring[ls])
             info["ring_share"] = round(ring_share, 2)
             # a mass cut by the scan's edge cannot be shown to be enclosed (the top of a
             # gallbladder on a scan that ends at the fossa borders the liver all round)
-            if not ok and ring_share >= enclosed_share and not _touches_scan_edge(body, bx, liver.shape):
+            at = tuple(slice(b.start + c.start, b.start + c.stop) for b, c in zip(bx, ls))
+            if not ok and ring_share >= enclosed_share and not _touches_scan_edge(body, at, liver.shape):
                 ok = True
                 # the ring between the mass and the liver (not fat) comes with it, or the mass
                 # would be an island the main-component step drops
-                body = body | (dilate_mm(body, ring_mm, sp) & lv_ring & ~lv & allowed[bx] & (gimg[bx] > min_hu))
+                body = body | (dilate_mm(body, ring_mm, sp) & lv_ring[ls] & ~lv[ls] & allowed_b[ls] & (gimg_b[ls] > min_hu))
         found.append({**info, "accepted": bool(ok)})
         if ok:
-            add[bx] |= body
+            add_b[ls] |= body
     return add, found
 
 

@@ -212,6 +212,19 @@ def _dilate_full(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float
     return (dist <= radius_mm)[sl]
 
 
+def distance_in_box(mask: np.ndarray, reach_mm: float, spacing: tuple[float, float, float], *, edge_axes: tuple[int, ...] = (0,)) -> tuple[tuple[slice, ...], np.ndarray] | None:
+    """Distance (mm) to ``mask`` in its bounding box grown by ``reach_mm``: (box, distances).
+
+    One transform for several dilations of the same mask: ``dist <= r`` for any ``r <= reach_mm``
+    is :func:`dilate_mm` by ``r`` inside the box (nothing outside it); None when ``mask`` is empty.
+    """
+    box = _bbox(mask, [int(np.ceil(reach_mm / s)) + 2 for s in spacing])
+    if box is None:
+        return None
+    padded, sl = _pad_edge(mask[box], _pad_for(reach_mm, spacing, edge_axes))
+    return box, ndi.distance_transform_edt(~padded, sampling=spacing)[sl]
+
+
 def open_mm(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
     """Morphological opening by a ball of ``radius_mm``."""
     return dilate_mm(erode_mm(mask, radius_mm, spacing), radius_mm, spacing) & mask
