@@ -191,27 +191,6 @@ def _bbox(mask: np.ndarray, pad: list[int]) -> tuple[slice, ...] | None:
     return tuple(slice(max(0, int(i[0]) - p), min(n, int(i[-1]) + p + 1)) for i, p, n in zip(idx, pad, mask.shape))
 
 
-def dilate_mm(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float, float], *, edge_axes: tuple[int, ...] = (0,)) -> np.ndarray:
-    """Binary dilation by a ball of ``radius_mm``; borders along ``edge_axes`` are replicated.
-
-    Computed in the mask's bounding box grown by the radius.
-    """
-    if radius_mm <= 0:
-        return mask.copy()
-    box = _bbox(mask, [int(np.ceil(radius_mm / s)) + 2 for s in spacing])
-    if box is None:
-        return mask.copy()
-    out = np.zeros_like(mask, dtype=bool)
-    out[box] = _dilate_full(mask[box], radius_mm, spacing, edge_axes=edge_axes)
-    return out
-
-
-def _dilate_full(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float, float], *, edge_axes: tuple[int, ...] = (0,)) -> np.ndarray:
-    padded, sl = _pad_edge(mask, _pad_for(radius_mm, spacing, edge_axes))
-    dist = ndi.distance_transform_edt(~padded, sampling=spacing)
-    return (dist <= radius_mm)[sl]
-
-
 def distance_in_box(mask: np.ndarray, reach_mm: float, spacing: tuple[float, float, float], *, edge_axes: tuple[int, ...] = (0,)) -> tuple[tuple[slice, ...], np.ndarray] | None:
     """Distance (mm) to ``mask`` in its bounding box grown by ``reach_mm``: (box, distances).
 
@@ -223,6 +202,20 @@ def distance_in_box(mask: np.ndarray, reach_mm: float, spacing: tuple[float, flo
         return None
     padded, sl = _pad_edge(mask[box], _pad_for(reach_mm, spacing, edge_axes))
     return box, ndi.distance_transform_edt(~padded, sampling=spacing)[sl]
+
+
+def dilate_mm(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float, float], *, edge_axes: tuple[int, ...] = (0,)) -> np.ndarray:
+    """Binary dilation by a ball of ``radius_mm``; borders along ``edge_axes`` are replicated.
+
+    Computed in the mask's bounding box grown by the radius.
+    """
+    if radius_mm <= 0:
+        return mask.copy()
+    out = np.zeros_like(mask, dtype=bool)
+    got = distance_in_box(mask, radius_mm, spacing, edge_axes=edge_axes)
+    if got is not None:
+        out[got[0]] = got[1] <= radius_mm
+    return out
 
 
 def open_mm(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
