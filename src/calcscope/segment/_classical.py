@@ -107,7 +107,7 @@ class ClassicalParams:
     mass_reattach_sigma: float = 1.5
     fluid_enclosed_share: float = 0.6
     fluid_enclosed_ring_mm: float = 6.0
-    cavity_radii_mm: tuple[float, ...] = (7.5,)
+    cavity_radius_mm: float = 7.5
     cavity_min_liver_share: float = 0.8
 
 
@@ -410,7 +410,7 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
                 notes.append(f"a {m['volume_ml']:.0f} mL mass of {m['mean_hu']:.0f} HU against the liver "
                              f"({100 * m['liver_share']:.0f} % of its surface) taken into the mask")
         for m in walled:
-            if m["accepted"] and m["wall_share"] >= p.min_wall_share and m["liver_share"] >= p.mass_min_liver_share:
+            if m["accepted"] and m["taken_for"] == "wall":
                 notes.append(f"a {m['volume_ml']:.0f} mL fluid mass of {m['mean_hu']:.0f} HU against the liver "
                              f"({100 * m['liver_share']:.0f} % of its surface), {100 * m['wall_share']:.0f} % of the fluid "
                              "walled by calcium, taken into the mask")
@@ -419,11 +419,10 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
                              f"({100 * m['ring_share']:.0f} % of its surface within {p.fluid_enclosed_ring_mm:g} mm of it) "
                              "taken into the mask")
     liver = ndi.binary_fill_holes(liver)
-    for radius in p.cavity_radii_mm:
+    if p.cavity_radius_mm > 0:
         # a cyst inside the liver that touches a vein is no hole: the vein tree leads out of the
-        # liver (to the IVC) and it is wider than the slice-wise filling takes; the larger ball
-        # cuts the wider contacts (a thin rim of liver the growth missed against the IVC)
-        add_c, cavities = _enclosed_cavities(img, liver, sp, radius_mm=radius, min_hu=p.fluid_min_hu,
+        # liver (to the IVC) and it is wider than the slice-wise filling takes
+        add_c, cavities = _enclosed_cavities(img, liver, sp, radius_mm=p.cavity_radius_mm, min_hu=p.fluid_min_hu,
                                              min_liver_share=p.cavity_min_liver_share)
         liver |= add_c
         for m in cavities:
@@ -490,7 +489,7 @@ def _attached_masses(
     min_wall_share: float = 0.0,
     enclosed_share: float | None = None,
     ring_mm: float = 0.0,
-) -> tuple[np.ndarray, list[dict[str, float]]]:
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Masses darker than the liver that the growth left out, where they lie against it.
 
     Parameters
@@ -529,10 +528,11 @@ def _attached_masses(
     add: np.ndarray
         Voxels to add to the liver (bool, working grid).
     found: list of dict
-        Per accepted or rejected mass: volume (mL), liver share, mean HU, accepted.
+        Per accepted or rejected mass: volume (mL), liver share, mean HU, accepted, and what it
+        was taken for (``taken_for``: "liver share", "wall" or "enclosed"; empty when rejected).
     """
     add = np.zeros(liver.shape, bool)
-    found: list[dict[str, float]] = []
+    found: list[dict[str, Any]] = []
     if not liver.any():
         return add, found
     # a wide box: a bowel loop cut short by the box edge would look like a ball against the liver
@@ -581,6 +581,7 @@ def _attached_masses(
         if wall_share is not None:
             info["wall_share"] = round(wall_share, 2)
             ok = ok and wall_share >= min_wall_share
+        info["taken_for"] = ("wall" if wall_share is not None else "liver share") if ok else ""
         if lv_ring is not None:
             ring_share = _border_share(body, lv_ring[ls])
             info["ring_share"] = round(ring_share, 2)
@@ -589,6 +590,7 @@ def _attached_masses(
             at = tuple(slice(b.start + c.start, b.start + c.stop) for b, c in zip(bx, ls))
             if not ok and ring_share >= enclosed_share and not _touches_scan_edge(body, at, liver.shape):
                 ok = True
+                info["taken_for"] = "enclosed"
                 # the ring between the mass and the liver (not fat) comes with it, or the mass
                 # would be an island the main-component step drops
                 body = body | (dilate_mm(body, ring_mm, sp) & lv_ring[ls] & ~lv[ls] & allowed_b[ls] & (gimg_b[ls] > min_hu))
