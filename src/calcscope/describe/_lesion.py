@@ -571,7 +571,7 @@ def _describe_one(
     liv = liver[box]
     calcium = img > max(th.calcium_hu, parenchyma_hu + th.calcium_above_parenchyma_hu)
     calcium_n = calcium.copy()
-    calcium = ndi.binary_dilation(calcium, ndi.generate_binary_structure(3, 1)) if calcium.any() else calcium
+    calcium = ndi.binary_dilation(calcium, ndi.generate_binary_structure(3, 3)) if calcium.any() else calcium
     # soft tissue: calcium and its partial-volume neighbours left out
     soft = lesion & ~calcium
     if not soft.any():
