@@ -348,3 +348,24 @@ def test_cyst_in_the_real_abdomen_is_measured_and_read_as_a_cyst(abdomen_variant
     assert 48.0 < found.size_mm < (60.0 if case == "plain" else 62.0)
     expected = "simple_cyst" if case == "plain" else "hydatid_cyst"
     assert res.analysis.differential.ranked[0].condition_id == expected
+
+
+def test_cyst_against_the_kidney_is_taken_by_its_deepest_part(abdomen_variants):
+    """A 50 mm simple cyst painted where the real liver is 23 mm deep (99 % of it inside the
+    reference liver) reaches the right kidney, whose unenhanced parenchyma lies in the same fluid
+    window: the two made one 139 mL fluid body with 42 % of its surface near the liver, so 15 %
+    of the cyst was inside the mask and an 8 mm "cyst" was reported. The body's ball-shaped part
+    around its deepest point (55 mL, 89 % near the liver) is tested on its own."""
+    from calcscope.pipeline import analyze_volume
+
+    variants, vol, labels = abdomen_variants
+    centre = np.array([100, 42, 92])
+    base, _ = variants.make_variant(vol, labels, "non_contrast")
+    painted, cyst = variants.paint_cyst(base, centre, 25.0, False, 7)
+    res = analyze_volume(painted, timestamp=False, phase="non_contrast")
+    assert (cyst & res.masks.liver).sum() / cyst.sum() > 0.9
+    kidney = labels == 2  # TotalSegmentator's right kidney
+    assert (kidney & res.masks.liver).sum() / kidney.sum() < 0.02
+    sp = np.asarray(vol.spacing_zyx)
+    (found,) = [f for f in res.analysis.findings if np.linalg.norm((np.asarray(f.centroid_voxel) - centre) * sp) < 10.0]
+    assert found.kind == "cyst" and 48.0 < found.size_mm < 62.0

@@ -107,6 +107,7 @@ class ClassicalParams:
     mass_reattach_sigma: float = 1.5
     fluid_enclosed_share: float = 0.6
     fluid_enclosed_ring_mm: float = 6.0
+    fluid_deepest_part: bool = True
     cavity_radius_mm: float = 7.5
     cavity_min_liver_share: float = 0.8
 
@@ -391,6 +392,7 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
             radius_mm=p.mass_radius_mm, min_liver_share=p.mass_min_liver_share,
             wall=calcium, min_wall_share=p.min_wall_share,
             enclosed_share=p.fluid_enclosed_share, ring_mm=p.fluid_enclosed_ring_mm,
+            split_parts=p.fluid_deepest_part,
         )
         liver |= add | add_w
         taken = add | add_w
@@ -489,6 +491,7 @@ def _attached_masses(
     min_wall_share: float = 0.0,
     enclosed_share: float | None = None,
     ring_mm: float = 0.0,
+    split_parts: bool = False,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Masses darker than the liver that the growth left out, where they lie against it.
 
@@ -522,6 +525,9 @@ def _attached_masses(
         nears the surface). The gallbladder, bowel and ascites border the liver over far less.
     ring_mm: float
         See ``enclosed_share``; the cores searched for lie this much farther from the liver.
+    split_parts: bool
+        A fluid mass that fails every test is tested for ``enclosed_share`` once more by its
+        ball-shaped part around the deepest point (:func:`_deepest_part`, rows with ``part``).
 
     Returns
     -------
@@ -582,22 +588,46 @@ def _attached_masses(
             info["wall_share"] = round(wall_share, 2)
             ok = ok and wall_share >= min_wall_share
         info["taken_for"] = ("wall" if wall_share is not None else "liver share") if ok else ""
-        if lv_ring is not None:
-            ring_share = _border_share(body, lv_ring[ls])
-            info["ring_share"] = round(ring_share, 2)
-            # a mass cut by the scan's edge cannot be shown to be enclosed (the top of a
-            # gallbladder on a scan that ends at the fossa borders the liver all round)
-            at = tuple(slice(b.start + c.start, b.start + c.stop) for b, c in zip(bx, ls))
-            if not ok and ring_share >= enclosed_share and not _touches_scan_edge(body, at, liver.shape):
-                ok = True
-                info["taken_for"] = "enclosed"
-                # the ring between the mass and the liver (not fat) comes with it, or the mass
-                # would be an island the main-component step drops
-                body = body | (dilate_mm(body, ring_mm, sp) & lv_ring[ls] & ~lv[ls] & allowed_b[ls] & (gimg_b[ls] > min_hu))
-        found.append({**info, "accepted": bool(ok)})
-        if ok:
-            add_b[ls] |= body
+        pieces = [(body, info)]
+        if lv_ring is not None and not ok:
+            # a cyst the liver surrounds except where it touches another fluid-dense organ (the
+            # kidney without contrast) forms one body with it: its ball-shaped parts are tested too
+            cores = _deepest_part(lab[ls] == k, sp) if split_parts else []
+            pieces += [(dilate_mm(c, radius_mm + 0.5 * min(sp), sp) & cand[ls], {**info, "part": True}) for c in cores]
+        at = tuple(slice(b.start + c.start, b.start + c.stop) for b, c in zip(bx, ls))
+        for piece, pinfo in pieces:
+            pok = ok
+            if lv_ring is not None:
+                ring_share = _border_share(piece, lv_ring[ls])
+                pinfo["ring_share"] = round(ring_share, 2)
+                if pinfo.get("part"):
+                    pinfo["volume_ml"] = round(float(piece.sum()) * voxel_ml, 1)
+                    pinfo["mean_hu"] = round(float(img_b[ls][piece].mean()), 1)
+                # a mass cut by the scan's edge cannot be shown to be enclosed (the top of a
+                # gallbladder on a scan that ends at the fossa borders the liver all round)
+                if not pok and ring_share >= enclosed_share and not _touches_scan_edge(piece, at, liver.shape):
+                    pok = True
+                    pinfo["taken_for"] = "enclosed"
+                    # the ring between the mass and the liver (not fat) comes with it, or the mass
+                    # would be an island the main-component step drops
+                    piece = piece | (dilate_mm(piece, ring_mm, sp) & lv_ring[ls] & ~lv[ls] & allowed_b[ls] & (gimg_b[ls] > min_hu))
+            found.append({**pinfo, "accepted": bool(pok)})
+            if pok:
+                add_b[ls] |= piece
     return add, found
+
+
+def _deepest_part(core: np.ndarray, sp: tuple[float, float, float]) -> list[np.ndarray]:
+    """The ball-shaped part of ``core`` around its deepest point, without what is joined to it
+    only through parts less than half as deep (``[]`` when that removes nothing)."""
+    d = ndi.distance_transform_edt(np.pad(core, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
+    radius = 0.5 * float(d.max())
+    if radius < max(sp):
+        return []
+    lab, _ = ndi.label(d > radius)
+    centres = lab == lab[np.unravel_index(int(np.argmax(d)), d.shape)]
+    part = (ndi.distance_transform_edt(~centres, sampling=sp) <= radius + 0.5 * max(sp)) & core
+    return [] if part.sum() == core.sum() else [part]
 
 
 def _touches_scan_edge(body: np.ndarray, box: tuple[slice, ...], shape: tuple[int, ...]) -> bool:
