@@ -392,7 +392,7 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
             radius_mm=p.mass_radius_mm, min_liver_share=p.mass_min_liver_share,
             wall=calcium, min_wall_share=p.min_wall_share,
             enclosed_share=p.fluid_enclosed_share, ring_mm=p.fluid_enclosed_ring_mm,
-            split_parts=p.fluid_deepest_part,
+            deepest_part=p.fluid_deepest_part,
         )
         liver |= add | add_w
         taken = add | add_w
@@ -491,7 +491,7 @@ def _attached_masses(
     min_wall_share: float = 0.0,
     enclosed_share: float | None = None,
     ring_mm: float = 0.0,
-    split_parts: bool = False,
+    deepest_part: bool = False,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Masses darker than the liver that the growth left out, where they lie against it.
 
@@ -525,7 +525,7 @@ def _attached_masses(
         nears the surface). The gallbladder, bowel and ascites border the liver over far less.
     ring_mm: float
         See ``enclosed_share``; the cores searched for lie this much farther from the liver.
-    split_parts: bool
+    deepest_part: bool
         A fluid mass that fails every test is tested for ``enclosed_share`` once more by its
         ball-shaped part around the deepest point (:func:`_deepest_part`, rows with ``part``).
 
@@ -592,7 +592,7 @@ def _attached_masses(
         if lv_ring is not None and not ok:
             # a cyst the liver surrounds except where it touches another fluid-dense organ (the
             # kidney without contrast) forms one body with it: its ball-shaped parts are tested too
-            cores = _deepest_part(lab[ls] == k, sp) if split_parts else []
+            cores = _deepest_part(lab[ls] == k, sp) if deepest_part else []
             pieces += [(dilate_mm(c, radius_mm + 0.5 * min(sp), sp) & cand[ls], {**info, "part": True}) for c in cores]
         at = tuple(slice(b.start + c.start, b.start + c.stop) for b, c in zip(bx, ls))
         for piece, pinfo in pieces:
