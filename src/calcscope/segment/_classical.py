@@ -99,6 +99,8 @@ class ClassicalParams:
     ivc_track: IvcTrackParams | None = field(default_factory=IvcTrackParams)
     mass_radius_mm: float = 10.0
     mass_below_liver_sigma: float = 1.5
+    #: the mass and bite windows' sigma from the bright half of the liver peak when narrower
+    dark_spread_bright_side: bool = True
     mass_min_hu: float = 20.0
     mass_min_liver_share: float = 0.15
     fluid_min_hu: float = -10.0
@@ -211,6 +213,13 @@ def _lungs(img: np.ndarray, body: np.ndarray, sp: tuple[float, float, float], p:
 
 def _histogram_mode(values: np.ndarray, lo: float = -60.0, hi: float = 260.0) -> tuple[float, float]:
     """Mode and Gaussian-equivalent sigma (from the half-maximum width) of a histogram peak."""
+    mode, sigma, _ = _histogram_peak(values, lo, hi)
+    return mode, sigma
+
+
+def _histogram_peak(values: np.ndarray, lo: float = -60.0, hi: float = 260.0) -> tuple[float, float, float]:
+    """Mode, Gaussian-equivalent sigma from the half-maximum width, and the same sigma from the
+    bright side's half width alone (a large darker mass in the sample widens only the dark side)."""
     bins = np.arange(lo, hi + 2.0, 2.0)
     h, edges = np.histogram(values, bins=bins)
     hs = ndi.gaussian_filter1d(h.astype(float), 2.0)
@@ -224,7 +233,8 @@ def _histogram_mode(values: np.ndarray, lo: float = -60.0, hi: float = 260.0) ->
     while right < hs.size - 1 and hs[right] > half:
         right += 1
     fwhm = max(centres[right] - centres[left], 4.0)
-    return float(centres[k]), float(fwhm / 2.355)
+    hwhm_bright = max(centres[right] - centres[k], 2.0)
+    return float(centres[k]), float(fwhm / 2.355), float(hwhm_bright / 1.1775)
 
 
 def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, debug: bool = False) -> ClassicalResult:
@@ -316,7 +326,11 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
         roi = body & right & ~lungs
         vals = img[roi]
         vals = vals[(vals > -60) & (vals < 260)]
-    mode, sigma = _histogram_mode(vals)
+    mode, sigma, sigma_bright = _histogram_peak(vals)
+    # darker tissue is looked for against the spread on the bright side: a large hypodense mass
+    # in the sample widens the peak on its own side and would hide itself (47 HU liver, 28 HU
+    # mass: 10 -> 16 HU)
+    sigma_dark = min(sigma, sigma_bright) if p.dark_spread_bright_side else sigma
     def _half(k: float) -> float:
         return float(np.clip(k * sigma, p.window_min_half_width_hu, p.window_max_half_width_hu))
 
@@ -374,7 +388,7 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
         # larger surface bites (hypodense lesions flush with the capsule) closed only over tissue
         # darker than liver (by bite_below_liver_sigma) but not fat, and away from the body wall
         bite = close_mm(liver, p.bite_radius_mm, sp) & ~liver & body & ~lungs
-        bite &= (gimg > p.fat_threshold_hu + p.bite_min_above_fat_hu) & (gimg < mode - p.bite_below_liver_sigma * sigma)
+        bite &= (gimg > p.fat_threshold_hu + p.bite_min_above_fat_hu) & (gimg < mode - p.bite_below_liver_sigma * sigma_dark)
         bite &= muscle_dist > p.muscle_wall_mm
         liver |= bite
     if p.mass_radius_mm > 0:
@@ -382,7 +396,7 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
         # metastasis at the surface): solid ones taken in when they border the liver over a fair
         # share; fluid ones (the gallbladder is one) only inside a calcified wall (a hydatid cyst)
         allowed_mass = body & ~lungs & below_lung & (muscle_dist > p.muscle_wall_mm)
-        max_hu = mode - p.mass_below_liver_sigma * sigma
+        max_hu = mode - p.mass_below_liver_sigma * sigma_dark
         add, masses = _attached_masses(
             img, gimg, liver, allowed_mass, sp, max_hu=max_hu, min_hu=p.mass_min_hu,
             radius_mm=p.mass_radius_mm, min_liver_share=p.mass_min_liver_share,
