@@ -391,3 +391,27 @@ def test_low_contrast_mass_without_contrast_is_inside_the_mask_and_reported(abdo
     assert [f.kind for f in hits] == ["lesion"]
     lesion = res.masks.label_map() == hits[0].label
     assert (lesion & mass).sum() / lesion.sum() > 0.8  # the finding is the mass
+
+
+def test_eggshell_cyst_at_the_surface_is_taken_with_its_wall_in_the_portal_phase(abdomen_variants):
+    """A 50 mm cyst with a 2 mm 450 HU wall in the portal-venous variant of the real abdomen, where
+    it reaches the liver's lateral surface (the last row of ``--cysts``): the 3 mm smoothing that the
+    fluid window reads spread the wall into the fluid (median 19 HU for a 10 HU cyst), so only the
+    cyst's inner half was fluid, its surface touched no calcium (wall share 0.08): 5 % of the cyst
+    was in the mask and five findings were reported around it. The fluid window now reads an image
+    smoothed without the calcium."""
+    from calcscope.pipeline import analyze_volume
+
+    variants, vol, labels = abdomen_variants
+    centre = np.array([100, 43, 94])
+    base, _ = variants.make_variant(vol, labels, "portal_venous")
+    painted, cyst = variants.paint_cyst(base, centre, 25.0, True, 8)
+    res = analyze_volume(painted, timestamp=False, phase="portal_venous")
+    assert (cyst & res.masks.liver).sum() / cyst.sum() > 0.9
+    assert any("walled by calcium" in n for n in res.analysis.liver.notes)
+    sp = np.asarray(vol.spacing_zyx)
+    near = [f for f in res.analysis.findings if f.kind in ("cyst", "lesion")
+            and np.linalg.norm((np.asarray(f.centroid_voxel) - centre) * sp) < 10.0]
+    assert [f.kind for f in near] == ["cyst"]
+    assert len(res.analysis.findings) <= 2  # the cyst and its wall's calcification
+    assert res.analysis.differential.ranked[0].condition_id == "hydatid_cyst"

@@ -110,6 +110,8 @@ class ClassicalParams:
     fluid_enclosed_share: float = 0.6
     fluid_enclosed_ring_mm: float = 6.0
     fluid_deepest_part: bool = True
+    #: the fluid window reads an image smoothed without calcium (a calcified wall's blur lifts the fluid)
+    fluid_smooth_without_calcium: bool = True
     cavity_radius_mm: float = 7.5
     cavity_min_liver_share: float = 0.8
 
@@ -401,8 +403,13 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
             img, gimg, liver, allowed_mass, sp, max_hu=max_hu, min_hu=p.mass_min_hu,
             radius_mm=p.mass_radius_mm, min_liver_share=p.mass_min_liver_share,
         )
+        fluid_img = gimg
+        if p.fluid_smooth_without_calcium and liver.any():
+            # the fluid search's own box (_attached_masses) and the smoothing's reach beyond it
+            fbox = _grown_box(liver, [int(np.ceil((8 * p.mass_radius_mm + 4 * p.grow_smooth_mm) / s)) + 2 for s in sp])
+            fluid_img = _smooth_without(img, gimg, calcium, p.grow_smooth_mm, sp, box=fbox)
         add_w, walled = _attached_masses(
-            img, gimg, liver, allowed_mass, sp, max_hu=min(max_hu, p.mass_min_hu), min_hu=p.fluid_min_hu,
+            img, fluid_img, liver, allowed_mass, sp, max_hu=min(max_hu, p.mass_min_hu), min_hu=p.fluid_min_hu,
             radius_mm=p.mass_radius_mm, min_liver_share=p.mass_min_liver_share,
             wall=calcium, min_wall_share=p.min_wall_share,
             enclosed_share=p.fluid_enclosed_share, ring_mm=p.fluid_enclosed_ring_mm,
@@ -629,6 +636,27 @@ def _attached_masses(
             if pok:
                 add_b[ls] |= piece
     return add, found
+
+
+def _smooth_without(
+    img: np.ndarray, plain: np.ndarray, leave_out: np.ndarray, sigma_mm: float, sp: tuple[float, float, float],
+    box: tuple[slice, ...] | None = None,
+) -> np.ndarray:
+    """``img`` Gaussian-smoothed by ``sigma_mm`` over the voxels outside ``leave_out`` and its face
+    neighbours (a normalised convolution), within ``box``; elsewhere, and where there is next to
+    no such support, ``plain`` (the ordinary smoothing). A 2 mm 450 HU wall around a 10 HU cyst
+    lifted the ordinary 3 mm smoothing of the fluid to a median of 19 HU, half of it out of the
+    fluid window."""
+    box = box if box is not None else tuple(slice(0, n) for n in img.shape)
+    if sigma_mm <= 0 or not leave_out[box].any():
+        return plain
+    g = [sigma_mm / s for s in sp]
+    keep = ~ndi.binary_dilation(leave_out[box])
+    w = ndi.gaussian_filter(keep.astype(np.float32), g)
+    num = ndi.gaussian_filter(np.where(keep, img[box], 0.0).astype(np.float32), g)
+    out = plain.copy()
+    out[box] = np.where(w > 0.05, num / np.maximum(w, 1e-3), plain[box])
+    return out
 
 
 def _deepest_part(core: np.ndarray, sp: tuple[float, float, float]) -> list[np.ndarray]:
