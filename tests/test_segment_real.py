@@ -350,20 +350,30 @@ def test_cyst_in_the_real_abdomen_is_measured_and_read_as_a_cyst(abdomen_variant
     assert res.analysis.differential.ranked[0].condition_id == expected
 
 
+def _analyse_painted(abdomen_variants, phase: str, paint):
+    """``analyze`` of the ``phase`` variant of the real abdomen with an object painted into it.
+
+    ``paint(variants, base)`` returns ``(volume, object_mask)``; returns ``(result, object_mask)``
+    after checking that more than 90 % of the object lies inside the automatic liver mask."""
+    from calcscope.pipeline import analyze_volume
+
+    variants, vol, labels = abdomen_variants
+    base, _ = variants.make_variant(vol, labels, phase)
+    painted, obj = paint(variants, base)
+    res = analyze_volume(painted, timestamp=False, phase=phase)
+    assert (obj & res.masks.liver).sum() / obj.sum() > 0.9
+    return res, obj
+
+
 def test_cyst_against_the_kidney_is_taken_by_its_deepest_part(abdomen_variants):
     """A 50 mm simple cyst painted where the real liver is 23 mm deep (99 % of it inside the
     reference liver) reaches the right kidney, whose unenhanced parenchyma lies in the same fluid
     window: the two made one 139 mL fluid body with 42 % of its surface near the liver, so 15 %
     of the cyst was inside the mask and an 8 mm "cyst" was reported. The body's ball-shaped part
     around its deepest point (55 mL, 89 % near the liver) is tested on its own."""
-    from calcscope.pipeline import analyze_volume
-
-    variants, vol, labels = abdomen_variants
+    _, vol, labels = abdomen_variants
     centre = np.array([100, 42, 92])
-    base, _ = variants.make_variant(vol, labels, "non_contrast")
-    painted, cyst = variants.paint_cyst(base, centre, 25.0, False, 7)
-    res = analyze_volume(painted, timestamp=False, phase="non_contrast")
-    assert (cyst & res.masks.liver).sum() / cyst.sum() > 0.9
+    res, _ = _analyse_painted(abdomen_variants, "non_contrast", lambda v, base: v.paint_cyst(base, centre, 25.0, False, 7))
     kidney = labels == 2  # TotalSegmentator's right kidney
     assert (kidney & res.masks.liver).sum() / kidney.sum() < 0.02
     sp = np.asarray(vol.spacing_zyx)
@@ -377,14 +387,8 @@ def test_low_contrast_mass_without_contrast_is_inside_the_mask_and_reported(abdo
     the liver's spread is read from and widened it (10 -> 16 HU), which put the window for darker
     masses against the liver below the mass itself (23 HU): 61 % of it was in the mask and
     nothing was reported. The window now takes the spread of the peak's bright side."""
-    from calcscope.pipeline import analyze_volume
-
-    variants, vol, labels = abdomen_variants
     centre = np.array([99, 47, 88])
-    base, _ = variants.make_variant(vol, labels, "non_contrast")
-    painted, mass = variants.paint_mass(base, centre, 60.0, 28.0, seed=3)
-    res = analyze_volume(painted, timestamp=False, phase="non_contrast")
-    assert (mass & res.masks.liver).sum() / mass.sum() > 0.9
+    res, mass = _analyse_painted(abdomen_variants, "non_contrast", lambda v, base: v.paint_mass(base, centre, 60.0, 28.0, seed=3))
     assert any("mass of" in n and "taken into the mask" in n for n in res.analysis.liver.notes)
     hits = [f for f in res.analysis.findings
             if f.centroid_voxel is not None and mass[tuple(int(round(c)) for c in f.centroid_voxel)]]
@@ -400,14 +404,9 @@ def test_eggshell_cyst_at_the_surface_is_taken_with_its_wall_in_the_portal_phase
     cyst's inner half was fluid, its surface touched no calcium (wall share 0.08): 5 % of the cyst
     was in the mask and five findings were reported around it. The fluid window now reads an image
     smoothed without the calcium."""
-    from calcscope.pipeline import analyze_volume
-
-    variants, vol, labels = abdomen_variants
+    _, vol, _ = abdomen_variants
     centre = np.array([100, 43, 94])
-    base, _ = variants.make_variant(vol, labels, "portal_venous")
-    painted, cyst = variants.paint_cyst(base, centre, 25.0, True, 8)
-    res = analyze_volume(painted, timestamp=False, phase="portal_venous")
-    assert (cyst & res.masks.liver).sum() / cyst.sum() > 0.9
+    res, _ = _analyse_painted(abdomen_variants, "portal_venous", lambda v, base: v.paint_cyst(base, centre, 25.0, True, 8))
     assert any("walled by calcium" in n for n in res.analysis.liver.notes)
     sp = np.asarray(vol.spacing_zyx)
     near = [f for f in res.analysis.findings if f.kind in ("cyst", "lesion")
