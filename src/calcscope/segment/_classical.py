@@ -406,7 +406,7 @@ def segment_classical(volume: Volume, params: ClassicalParams | None = None, *, 
         fluid_img = gimg
         if p.fluid_smooth_without_calcium and liver.any():
             # the fluid search's own box (_attached_masses) and the smoothing's reach beyond it
-            fbox = _grown_box(liver, [int(np.ceil((8 * p.mass_radius_mm + 4 * p.grow_smooth_mm) / s)) + 2 for s in sp])
+            fbox = _mass_search_box(liver, p.mass_radius_mm, sp, extra_mm=4 * p.grow_smooth_mm)
             fluid_img = _smooth_without(img, gimg, calcium, p.grow_smooth_mm, sp, box=fbox)
         add_w, walled = _attached_masses(
             img, fluid_img, liver, allowed_mass, sp, max_hu=min(max_hu, p.mass_min_hu), min_hu=p.fluid_min_hu,
@@ -562,8 +562,7 @@ def _attached_masses(
     found: list[dict[str, Any]] = []
     if not liver.any():
         return add, found
-    # a wide box: a bowel loop cut short by the box edge would look like a ball against the liver
-    bx = _grown_box(liver, [int(np.ceil(8 * radius_mm / s)) + 2 for s in sp])
+    bx = _mass_search_box(liver, radius_mm, sp)
     lv = liver[bx]
     cand = allowed[bx] & ~lv & (gimg[bx] > min_hu) & (gimg[bx] < max_hu)
     core = erode_mm(cand, radius_mm, sp)
@@ -636,6 +635,14 @@ def _attached_masses(
             if pok:
                 add_b[ls] |= piece
     return add, found
+
+
+def _mass_search_box(
+    liver: np.ndarray, radius_mm: float, sp: tuple[float, float, float], *, extra_mm: float = 0.0
+) -> tuple[slice, ...]:
+    """The box :func:`_attached_masses` searches: the liver's grown by eight ball radii (a bowel
+    loop cut short by the box edge would look like a ball against the liver), plus ``extra_mm``."""
+    return _grown_box(liver, [int(np.ceil((8 * radius_mm + extra_mm) / s)) + 2 for s in sp])
 
 
 def _smooth_without(
