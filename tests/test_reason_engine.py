@@ -263,3 +263,49 @@ def test_growth_suppresses_no_treatment_advice():
     actions = [r.action for r in reason(doc, Context(age=55)).recommendations]
     assert any("malignant transformation" in a for a in actions)
     assert not any(a.startswith("No treatment") for a in actions)
+
+
+def _scattered_lesions(calcified: bool) -> FindingsDocument:
+    findings = [Finding(id="l", kind="lesion", count=5, size_mm=28, density="hypodense", enhancement="rim",
+                        signs=["bulls_eye"], location=["both_lobes"])]
+    if calcified:
+        findings.append(Finding(id="c", kind="calcification", count=3, size_mm=4, shape="punctate", parent_id="l",
+                                relation="centre"))
+    return FindingsDocument(modality="CT", phase="portal_venous", findings=findings)
+
+
+def test_metastases_with_and_without_calcium_are_told_apart():
+    # seed 004: scattered hypodense bull's-eye masses in a patient with cancer suggest metastases;
+    # the calcium inside them is what moves the differential to the calcified entry (seed 001)
+    ctx = Context(age=63, sex="male", known_malignancy=True, primary_site="colon")
+    plain = reason(_scattered_lesions(calcified=False), ctx)
+    calc = reason(_scattered_lesions(calcified=True), ctx)
+    assert plain.ranked[0].condition_id == "liver_metastasis" and plain.ranked[0].probability > 0.6
+    assert calc.ranked[0].condition_id == "calcified_metastasis" and calc.ranked[0].probability > 0.6
+    p_calc_entry = {r.condition_id: r.probability for r in plain.ranked}["calcified_metastasis"]
+    assert p_calc_entry < 0.2
+    for d, cid in ((plain, "liver_metastasis"), (calc, "calcified_metastasis")):
+        # the shared rules (markers, multidisciplinary meeting) speak of the entry that leads
+        for word in ("multidisciplinary", "CEA"):
+            rec = next(r for r in d.recommendations if word in r.action)
+            assert rec.condition_id == cid
+            assert f"({KB.condition(cid).name} ranked 1" in rec.reason
+
+
+def test_rule_naming_several_conditions_applies_through_the_best_ranked_passing_one():
+    from calcscope.reason._engine import _rule_applies, _rule_condition
+    from calcscope.reason._kb import RecommendationRule
+
+    rule = RecommendationRule(id="r", condition=["a", "b"], when={"rank_at_most": 2, "probability_at_least": 0.2},
+                              action="x", reason="y", cite="z")
+    assert rule.condition_ids == ["a", "b"]
+    rank = {"a": 3, "b": 1}
+    # b passes, a is ranked too low
+    assert _rule_condition(rule, rank, {"a": 0.3, "b": 0.5}) == "b"
+    assert _rule_applies(rule, {}, rank, {"a": 0.3, "b": 0.5}, False)
+    # neither passes the probability test
+    assert _rule_condition(rule, rank, {"a": 0.3, "b": 0.1}) is None
+    assert not _rule_applies(rule, {}, rank, {"a": 0.3, "b": 0.1}, False)
+    # both pass: the better-ranked one is named
+    assert _rule_condition(rule, {"a": 2, "b": 1}, {"a": 0.3, "b": 0.5}) == "b"
+    assert RecommendationRule(id="s", action="x", reason="y", cite="z").condition_ids == []

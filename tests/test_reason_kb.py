@@ -17,13 +17,13 @@ SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
 REQUIRED = {
     "calcified_metastasis", "benign_calcification", "bile_duct_stone", "hemangioma", "fibrolamellar_hcc",
     "hepatoblastoma", "hcc", "hydatid_cyst", "schistosomiasis", "hepatic_tuberculosis", "healed_abscess",
-    "pyogenic_abscess", "simple_cyst",
+    "pyogenic_abscess", "simple_cyst", "liver_metastasis",
 }
 
 
 def test_shipped_kb_loads_with_required_conditions():
     kb = load_knowledge()
-    assert kb.version == "1.1.0"
+    assert kb.version == "1.2.0"
     assert REQUIRED <= set(kb.condition_ids)
     assert abs(sum(c.prior for c in kb.conditions) - 1.0) < 1e-9
     met = kb.condition("calcified_metastasis")
@@ -99,9 +99,11 @@ def _edit(path: Path, fn) -> None:
         (lambda d: d["citations"].update(bad={"source": "seeds/x.txt", "section": "s"}), "seeds/NNN"),
         (lambda d: d["citations"].update(bad={"authors": "A B"}), "literature citation needs"),
         (lambda d: d["conditions"][0]["likelihoods"].update(age_60_plus={"p": 0.9, "cite": "seed001-overview"}), "exclusive group 'age_band'"),
-        (lambda d: d.update(version="1.2.0"), "differs from conditions.yaml"),
+        (lambda d: d.update(version="9.9.9"), "differs from conditions.yaml"),
         (lambda d: d.update(schema="other/2"), "unsupported knowledge schema"),
         (lambda d: d["recommendations"][0]["when"].update(features_present=["nope"]), "unknown feature 'nope'"),
+        (lambda d: d["recommendations"][0].update(condition=["calcified_metastasis", "no_such"]), "unknown condition 'no_such'"),
+        (lambda d: d["recommendations"][0].update(condition=[]), "empty list of conditions"),
     ],
 )
 def test_invalid_kb_raises_naming_the_problem(kb_copy: Path, edit, message):

@@ -203,6 +203,17 @@ def _site_phrase(details: dict[str, object]) -> str:
     return ", ".join(s.replace("_", " ") for s in sites) + " (in that order)"  # type: ignore[union-attr]
 
 
+def _rule_condition(rule: RecommendationRule, rank_of: dict[str, int], prob_of: dict[str, float]) -> str | None:
+    """The best-ranked of the rule's conditions that passes its rank and probability tests."""
+    w = rule.when
+    passing = [
+        cid for cid in rule.condition_ids
+        if (w.rank_at_most is None or rank_of[cid] <= w.rank_at_most)
+        and (w.probability_at_least is None or prob_of[cid] >= w.probability_at_least)
+    ]
+    return min(passing, key=rank_of.__getitem__) if passing else None
+
+
 def _rule_applies(
     rule: RecommendationRule,
     obs: dict[str, Observation],
@@ -213,11 +224,8 @@ def _rule_applies(
     w = rule.when
     if w.insufficient_evidence is not None and w.insufficient_evidence != insufficient:
         return False
-    if rule.condition is not None:
-        if w.rank_at_most is not None and rank_of[rule.condition] > w.rank_at_most:
-            return False
-        if w.probability_at_least is not None and prob_of[rule.condition] < w.probability_at_least:
-            return False
+    if rule.condition_ids and _rule_condition(rule, rank_of, prob_of) is None:
+        return False
     if any(not (f in obs and obs[f].present) for f in w.features_present):
         return False
     if any(not (f in obs and not obs[f].present) for f in w.features_absent):
@@ -248,9 +256,10 @@ def _recommendations(
             continue
         action = rule.action
         reason = rule.reason[0].upper() + rule.reason[1:]
-        if rule.condition is not None:
-            rc = by_id[rule.condition]
-            reason += f" ({rc.name} ranked {rank_of[rule.condition]}, probability {rc.probability:.2f})"
+        cid = _rule_condition(rule, rank_of, prob_of) if rule.condition_ids else None
+        if cid is not None:
+            rc = by_id[cid]
+            reason += f" ({rc.name} ranked {rank_of[cid]}, probability {rc.probability:.2f})"
             if rule.append_primary_sites:
                 phrase = _site_phrase(rc.details)
                 if phrase:
@@ -259,8 +268,8 @@ def _recommendations(
             triggers = [obs[f].basis for f in rule.when.features_present if f in obs]
             if triggers:
                 reason += f" (triggered by {'; '.join(triggers)})"
-        rec = Recommendation(action=action + ".", reason=reason + ".", condition_id=rule.condition, citation=kb.cite(rule.cite))
-        primary = 0 if rule.condition is None else rank_of[rule.condition]
+        rec = Recommendation(action=action + ".", reason=reason + ".", condition_id=cid, citation=kb.cite(rule.cite))
+        primary = 0 if cid is None else rank_of[cid]
         picked.append((primary, order, rec))
     picked.sort(key=lambda t: (t[0], t[1]))
     return [r for _, _, r in picked]

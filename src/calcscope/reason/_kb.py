@@ -166,7 +166,10 @@ class When(BaseModel):
 class RecommendationRule(BaseModel):
     model_config = _Strict
     id: str
-    condition: str | None = None
+    #: the condition the rule is about; a list names alternatives of one disease (metastases
+    #: with and without calcium): the rule then applies when one of them passes the rank and
+    #: probability tests, and speaks of the best-ranked one that does
+    condition: str | list[str] | None = None
     when: When = Field(default_factory=When)
     action: str
     reason: str
@@ -174,6 +177,13 @@ class RecommendationRule(BaseModel):
     append_primary_sites: bool = Field(
         default=False, description="append the condition's suggested primary sites to the action"
     )
+
+    @property
+    def condition_ids(self) -> list[str]:
+        """The condition(s) the rule is about ([] for a rule on features only)."""
+        if self.condition is None:
+            return []
+        return [self.condition] if isinstance(self.condition, str) else list(self.condition)
 
 
 class _ConditionsFile(BaseModel):
@@ -339,8 +349,11 @@ def _cross_validate(cf: _ConditionsFile, ff: _FeaturesFile, path: Path) -> None:
         if r.id in rids:
             raise err(f"recommendation id '{r.id}' appears twice")
         rids.add(r.id)
-        if r.condition is not None and r.condition not in seen:
-            raise err(f"recommendation '{r.id}' names unknown condition '{r.condition}'")
+        if isinstance(r.condition, list) and not r.condition:
+            raise err(f"recommendation '{r.id}' names an empty list of conditions")
+        for cid in r.condition_ids:
+            if cid not in seen:
+                raise err(f"recommendation '{r.id}' names unknown condition '{cid}'")
         if r.cite not in cf.citations:
             raise err(f"recommendation '{r.id}' cites unknown citation '{r.cite}'")
         for fid in r.when.feature_ids():
