@@ -21,6 +21,7 @@ import time
 #: condition the preset mirrors (knowledge-base id)
 EXPECTED_TOP = {
     "calcified_metastases": "calcified_metastasis",
+    "liver_metastases": "liver_metastasis",
     "isolated_calcification": "benign_calcification",
     "duct_stones": "bile_duct_stone",
     "hydatid_cyst": "hydatid_cyst",

@@ -67,9 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--realism", action="store_true", help="render REALISM_CASES with calcscope.synth.Realism on")
+    ap.add_argument("--presets", nargs="*", default=None, help="render only these presets (default: all)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     cases = REALISM_CASES if args.realism else tuple((p, None) for p in PRESETS)
+    if args.presets:
+        cases = tuple(c for c in cases if c[0] in args.presets)
     for preset, want_phase in cases:
         img, z, phase = render(preset, args.seed, args.width, phase=want_phase, realism=args.realism)
         path = args.out / (f"realism_{preset}_{phase}.png" if args.realism else f"{preset}.png")

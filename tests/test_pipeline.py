@@ -52,6 +52,32 @@ def test_analyze_finds_calcified_metastases_and_ranks_them_first(metastases_case
     assert a.timings_s == {} and a.created is None
 
 
+def test_metastases_without_calcium_are_found_and_ranked_as_metastases():
+    # seed 004: scattered hypodense masses in a patient with a known primary; no calcium, so
+    # the calcified-metastasis entry must not lead
+    from calcscope.cli._demo import DEMO_CONTEXTS
+
+    ph = generate_phantom("liver_metastases", seed=0, phase="portal_venous", **SMALL)
+    run = analyze_volume(ph.volume, context=DEMO_CONTEXTS["liver_metastases"], timestamp=False)
+    a = run.analysis
+    truth = [o for o in ph.truth.lesions]
+    assert len(truth) >= 4
+    lesions = [f for f in a.findings if f.kind == "lesion"]
+    assert not [f for f in a.findings if f.kind == "calcification"]
+    # every deposit of 10 mm or more is reported at its place
+    for o in truth:
+        if o.size_mm >= 10:
+            assert any(f.centroid_mm is not None and sum((p - q) ** 2 for p, q in zip(f.centroid_mm, o.centre_mm)) ** 0.5 < 0.5 * o.size_mm
+                       for f in lesions), o.id
+    d = a.differential
+    assert d.ranked[0].condition_id == "liver_metastasis" and not d.insufficient_evidence
+    assert {r.condition_id: r.probability for r in d.ranked}["calcified_metastasis"] < 0.2
+    actions = " ".join(r.action for r in d.recommendations)
+    assert "multidisciplinary" in actions and "ALP" in actions
+    # the primary is known: no search for it
+    assert "Look actively for the primary" not in actions
+
+
 def test_cli_analyze_writes_reports_and_is_deterministic(metastases_case, tmp_path):
     out1, out2 = tmp_path / "r1", tmp_path / "r2"
     ct = str(metastases_case / "ct.nii.gz")

@@ -129,6 +129,7 @@ def test_determinism_same_seed_same_bytes():
 EXPECTED = {
     "normal": (0, None, False),
     "calcified_metastases": (4, "clustered", False),
+    "liver_metastases": (0, None, False),
     "isolated_calcification": (1, "single", False),
     "duct_stones": (3, "clustered", True),
     "hydatid_cyst": (1, "single", False),
@@ -156,6 +157,9 @@ def test_every_preset_generates(preset):
             assert o.shape is not None
     if preset == "simple_cyst":
         assert all(o.expected_kind == "cyst" and o.hu <= 20 for o in t.lesions)
+    if preset == "liver_metastases":
+        assert len(t.lesions) >= 4 and not t.calcifications
+        assert {o.lobe for o in t.lesions} == {"right", "left"}
     if preset == "tuberculosis":
         assert {o.lobe for o in t.calcifications} == {"right", "left"}
         assert all(8.0 <= o.size_mm <= 12.0 for o in t.calcifications)

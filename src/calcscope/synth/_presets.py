@@ -4,6 +4,9 @@
   (seeds/000_4bac6cbc2ba33c76.txt: breast cancer, multiple hypodense calcified lesions;
   seeds/001_fc47ebb88f3c1e60.txt: metastatic calcification central, peripheral or throughout,
   grit-like, plaque-like or speckled, mostly in lesions over 3 cm).
+* ``liver_metastases``: several hypodense metastases without calcification, portal phase, in
+  both lobes, a third with a bull's-eye rim (seeds/004_bed3c69a800ae988.txt: low-density or
+  mixed masses, mostly scattered or multiple, typically with a bull's-eye look).
 * ``isolated_calcification``: one small focus in the right lobe, no duct dilatation (seeds/001).
 * ``duct_stones``: left-lobe intrahepatic ducts dilated upstream of a narrowing, with beaded
   stones inside (seeds/001: stones run along the ducts, left lobe more often).
@@ -39,6 +42,8 @@ PRESETS: tuple[str, ...] = (
     "hemangioma",
     "fibrolamellar",
     "simple_cyst",
+    # appended, not inserted: benchmarks derive phantom seeds from a preset's position
+    "liver_metastases",
 )
 
 #: default contrast phase of each preset
@@ -97,6 +102,15 @@ def preset_specs(name: str, *, seed: int, scale: float = 1.0) -> list[ObjectSpec
                     out.append(S(type="calcification", subtype="punctate", size_mm=_r(rng, 1.5, 3.0), parent=mid, relation="periphery"))
             elif kind == "linear_periphery":
                 out.append(S(type="calcification", subtype="linear", size_mm=round(min(size * 0.4, 12.0), 1), parent=mid, relation="periphery"))
+        return out
+    if name == "liver_metastases":
+        n = int(rng.integers(4, 8))
+        for i in range(n):
+            lobe = "right" if i % 3 != 2 else "left"
+            # 12-40 mm: the small ones test detection, the large ones the mask around them
+            size = round(_r(rng, 12, 40) * scale * (1.0 if lobe == "right" else 0.7), 1)
+            rim = "target" if i % 3 == 1 else "none"
+            out.append(S(id=f"metastasis-{i + 1}", type="lesion", subtype="metastasis", size_mm=size, rim=rim, lobe=lobe))
         return out
     if name == "isolated_calcification":
         return [S(type="calcification", subtype="punctate", size_mm=_r(rng, 2.0, 4.0), lobe="right", depth="deep")]
