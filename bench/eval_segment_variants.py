@@ -138,12 +138,17 @@ def evaluate(vol, labels: np.ndarray) -> dict:
     )
 
 
+def _distance_mm(shape: tuple[int, ...], centre_zyx, sp: np.ndarray) -> np.ndarray:
+    """Distance (mm) of every voxel of a grid of ``shape`` from ``centre_zyx`` (voxel indices)."""
+    zz, yy, xx = np.indices(shape)
+    return np.sqrt(((zz - centre_zyx[0]) * sp[0]) ** 2 + ((yy - centre_zyx[1]) * sp[1]) ** 2 + ((xx - centre_zyx[2]) * sp[2]) ** 2)
+
+
 def paint_mass(vol, centre_zyx, diameter_mm: float, hu: float, seed: int):
     """The CT with a sphere of ``hu`` (+12 HU noise, 1 mm partial-volume edge) and its mask."""
     sp = np.asarray(vol.spacing_zyx)
     a = vol.array.astype(np.float32)
-    zz, yy, xx = np.indices(a.shape)
-    d = np.sqrt(((zz - centre_zyx[0]) * sp[0]) ** 2 + ((yy - centre_zyx[1]) * sp[1]) ** 2 + ((xx - centre_zyx[2]) * sp[2]) ** 2)
+    d = _distance_mm(a.shape, centre_zyx, sp)
     w = np.clip(0.5 * diameter_mm + 0.5 - d, 0.0, 1.0)
     a = a * (1 - w) + (hu + np.random.default_rng(seed).normal(0.0, 12.0, a.shape)) * w
     return _volume_like(vol, a, f"mass {diameter_mm:g} mm"), w > 0.5
@@ -183,8 +188,7 @@ def paint_cyst(vol, centre_zyx, radius_mm: float, wall: bool, seed: int):
     450 HU eggshell wall when ``wall``, and the mask of its fluid."""
     sp = np.asarray(vol.spacing_zyx)
     a0 = vol.array.astype(np.float32)
-    zz, yy, xx = np.indices(a0.shape)
-    d = np.sqrt(((zz - centre_zyx[0]) * sp[0]) ** 2 + ((yy - centre_zyx[1]) * sp[1]) ** 2 + ((xx - centre_zyx[2]) * sp[2]) ** 2)
+    d = _distance_mm(a0.shape, centre_zyx, sp)
     w_in = np.clip(radius_mm + 0.5 - d, 0.0, 1.0)
     w_out = np.clip(radius_mm + 2.5 - d, 0.0, 1.0)
     fluid = 10.0 + np.random.default_rng(seed).normal(0.0, 12.0, a0.shape)
@@ -231,7 +235,6 @@ def paint_metastases(vol, labels: np.ndarray, hu: float, seed: int, n: int = 8):
     depth = ndi.distance_transform_edt(np.pad(ref, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
     rng = np.random.default_rng(seed)
     a = vol.array.astype(np.float32)
-    zz, yy, xx = np.indices(a.shape)
     taken = np.zeros(a.shape, bool)
     spheres: list[tuple[float, np.ndarray]] = []
     for _ in range(500):
@@ -240,7 +243,7 @@ def paint_metastases(vol, labels: np.ndarray, hu: float, seed: int, n: int = 8):
         dmm = float(rng.uniform(12.0, 40.0))
         pts = np.argwhere(ref & (depth > 0.25 * dmm))
         c = pts[rng.integers(len(pts))]
-        d = np.sqrt(((zz - c[0]) * sp[0]) ** 2 + ((yy - c[1]) * sp[1]) ** 2 + ((xx - c[2]) * sp[2]) ** 2)
+        d = _distance_mm(a.shape, c, sp)
         if (taken & (d < 0.5 * dmm + 3.0)).any():
             continue
         w = np.clip(0.5 * dmm + 0.5 - d, 0.0, 1.0)
