@@ -309,3 +309,25 @@ def test_rule_naming_several_conditions_applies_through_the_best_ranked_passing_
     # both pass: the better-ranked one is named
     assert _rule_condition(rule, {"a": 2, "b": 1}, {"a": 0.3, "b": 0.5}) == "b"
     assert RecommendationRule(id="s", action="x", reason="y", cite="z").condition_ids == []
+
+
+def test_cyst_like_deposits_without_contrast_in_a_cancer_patient_are_sent_for_characterisation():
+    # three fluid-density (20 HU) lesions on a non-contrast scan of a patient with colon cancer:
+    # the cyst may lead, but metastases stay in view (seed 004) and the report must not advise
+    # "no follow-up" while the evidence is flagged insufficient; it asks for the enhancement pattern
+    findings = [Finding(id=f"l{i}", kind="cyst", size_mm=s, hu=20.0, density="cystic", margin="well_defined",
+                        location=["right_lobe"]) for i, s in enumerate((29.0, 37.0, 33.0))]
+    doc = FindingsDocument(modality="CT", phase="non_contrast", findings=findings)
+    d = reason(doc, Context(age=66, sex="female", known_malignancy=True, primary_site="colon"))
+    ids = [r.condition_id for r in d.ranked]
+    assert d.insufficient_evidence
+    assert "liver_metastasis" in ids[:2]
+    actions = [r.action for r in d.recommendations]
+    assert not any(a.startswith("No treatment") for a in actions)
+    char = [r for r in d.recommendations if "multiphase contrast CT or MRI" in r.action]
+    assert len(char) == 1 and char[0].condition_id == "liver_metastasis"
+    assert "bull's-eye" in char[0].action
+    # the same lesions without the cancer history: a clear simple cyst keeps its advice
+    d0 = reason(doc, Context(age=66, sex="female", known_malignancy=False))
+    assert d0.ranked[0].condition_id == "simple_cyst" and not d0.insufficient_evidence
+    assert any(r.action.startswith("No treatment") for r in d0.recommendations)

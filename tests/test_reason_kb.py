@@ -23,7 +23,7 @@ REQUIRED = {
 
 def test_shipped_kb_loads_with_required_conditions():
     kb = load_knowledge()
-    assert kb.version == "1.2.0"
+    assert kb.version == "1.3.0"
     assert REQUIRED <= set(kb.condition_ids)
     assert abs(sum(c.prior for c in kb.conditions) - 1.0) < 1e-9
     met = kb.condition("calcified_metastasis")
