@@ -606,6 +606,15 @@ def _shared_voxels(a: np.ndarray, box_a: tuple[slice, ...], b: np.ndarray, box_b
     return int(np.count_nonzero(a[sa] & b[sb]))
 
 
+def _union(parts: list[tuple[np.ndarray, tuple[slice, ...]]]) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Union of boxed masks (boxes in the same frame), in the box that holds them all."""
+    ub = tuple(slice(min(b[a].start for _, b in parts), max(b[a].stop for _, b in parts)) for a in range(3))
+    union = np.zeros(tuple(b.stop - b.start for b in ub), bool)
+    for r2, b2 in parts:
+        union[tuple(slice(b.start - u.start, b.stop - u.start) for b, u in zip(b2, ub))] |= r2
+    return union, ub
+
+
 def _overlap(a: np.ndarray, box_a: tuple[slice, ...], b: np.ndarray, box_b: tuple[slice, ...]) -> bool:
     """True when two boxed masks (boxes in the same frame) share a voxel."""
     return _shared_voxels(a, box_a, b, box_b) > 0
@@ -624,6 +633,11 @@ LARGE_MASS_REFINE_SIGMA_MM = 2.0
 
 #: a hypodense region with at least this share of its voxels inside a mass is part of it
 ENCLOSED_FRACTION = 0.9
+
+#: a hypodense region sharing at least this share of its voxels with regions already accepted is
+#: the same lesion found again (split parts or seed cores of one component regrow over each
+#: other in the refinement): it is merged with them, not painted as a fragment of its own
+DUPLICATE_FRACTION = 0.25
 
 
 # --------------------------------------------------------------------------------------
@@ -1458,6 +1472,14 @@ def find_lesions(
             )
             reg = ndi.binary_fill_holes(ringed) & full_liv[fb] if ringed is not reg else reg
         dark = (dark_reg, fb)
+        if not is_mass and taken[fb].any():
+            # painted without overlap, a region found again would leave its rim as a second,
+            # fragmentary lesion (a surface metastasis read as 14.6 and 12.8 mm pieces)
+            shared = [(j, _shared_voxels(reg, fb, r2, b2)) for j, (r2, b2) in enumerate(accepted)]
+            shared = [(j, k) for j, k in shared if k > 0]
+            if sum(k for _, k in shared) >= DUPLICATE_FRACTION * n:
+                merge_idx = [j for j, _ in shared]
+                dark = _union([dark] + [accepted_dark[j] for j in merge_idx])
         if is_mass and not merge_idx:
             # darker regions the hypodense path found inside this mass (a non-enhancing
             # necrotic or fibrous centre of an enhancing mass, whose holes the refinement
@@ -1472,11 +1494,7 @@ def find_lesions(
                 # their hypodense part, without an enhancing wall they were taken out to
                 inner_parts.extend(accepted_dark[j] for j in enclosed)
         if merge_idx:
-            parts = [(reg, fb)] + [accepted[j] for j in merge_idx]
-            ub = tuple(slice(min(b[a].start for _, b in parts), max(b[a].stop for _, b in parts)) for a in range(3))
-            union = np.zeros(tuple(b.stop - b.start for b in ub), bool)
-            for r2, b2 in parts:
-                union[tuple(slice(b.start - u.start, b.stop - u.start) for b, u in zip(b2, ub))] |= r2
+            union, ub = _union([(reg, fb)] + [accepted[j] for j in merge_idx])
             accepted = [a for j, a in enumerate(accepted) if j not in merge_idx]
             accepted_mass = [m for j, m in enumerate(accepted_mass) if j not in merge_idx]
             accepted_dark = [d for j, d in enumerate(accepted_dark) if j not in merge_idx]
