@@ -466,7 +466,6 @@ def test_cyst_touching_a_darker_sheet_is_measured_without_it():
     assert ((off.labels == 1) & (r > 26.0)).sum() > 0
 
 
-
 def test_metastases_at_the_real_liver_surface_give_one_lesion_each(abdomen_variants):
     """Eight 12-34 mm deposits of 55 HU in the real portal-venous abdomen (97 HU liver), draw 1 of
     ``bench/eval_segment_variants.py --metastases``, automatic mask. Two deposits were each read as
